@@ -1,0 +1,22 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+
+class ModuleDocFragment:  # pylint: disable=too-few-public-methods
+
+    DOCUMENTATION = r'''
+options:
+  uri:
+    description:
+      - The libvirt connection URI of the hypervisor the task runs on.
+      - If not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, then V(qemu:///system).
+    type: str
+    default: qemu:///system
+requirements:
+  - The libvirt Python binding (C(libvirt-python)) for the Python interpreter that runs the module on the hypervisor.
+'''

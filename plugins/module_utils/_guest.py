@@ -1,0 +1,219 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The guest side through qemu-guest-agent: exec with an argv (never a shell), files, mounts, fstab."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import base64
+import json
+import posixpath
+import re
+import time
+
+FSTAB = '/etc/fstab'
+FSTYPE = 'virtiofs'
+
+# Messages of a mount that failed because the guest has not yet discovered the hot-plugged device.
+_NOT_YET_RE = re.compile(r'Invalid argument|No such device|not found|No such file', re.IGNORECASE)
+_BUSY_RE = re.compile(r'busy', re.IGNORECASE)
+
+
+class GuestError(Exception):
+    """A guest agent or guest command failure."""
+
+    def __init__(self, message, rc=None, stderr=None, unreachable=False):
+        super(GuestError, self).__init__(message)
+        self.rc = rc
+        self.stderr = stderr
+        self.unreachable = unreachable
+
+
+class ExecResult:
+    def __init__(self, rc, out, err):
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    def __repr__(self):
+        return 'ExecResult(rc=%r, out=%r, err=%r)' % (self.rc, self.out, self.err)
+
+
+class Agent:
+    """qemu-guest-agent of one domain. ``domain`` needs only ``agent_command(json, timeout)`` and ``name``."""
+
+    def __init__(self, domain, timeout=30):
+        self.domain = domain
+        self.timeout = timeout
+        self.round_trips = 0
+
+    # --- protocol ---------------------------------------------------------------------------------
+    def command(self, execute, arguments=None, timeout=None):
+        request = {'execute': execute}
+        if arguments is not None:
+            request['arguments'] = arguments
+        self.round_trips += 1
+        try:
+            answer = self.domain.agent_command(json.dumps(request), int(timeout or self.timeout))
+        except Exception as exc:  # the boundary raises VirtError; keep this module free of libvirt
+            raise GuestError('guest agent of VM %s did not answer %s: %s' % (self.domain.name, execute, exc),
+                             unreachable=True)
+        try:
+            return json.loads(answer).get('return')
+        except (TypeError, ValueError) as exc:
+            raise GuestError('guest agent of VM %s gave an unreadable answer to %s: %s'
+                             % (self.domain.name, execute, exc))
+
+    def ping(self, timeout=None):
+        self.command('guest-ping', timeout=timeout)
+
+    def run(self, argv, timeout=None, input_data=None):
+        """Run argv in the guest and wait for it; returns ExecResult (stdout/stderr as text)."""
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError('argv must be a non-empty list of strings')
+        arguments = {'path': argv[0], 'arg': list(argv[1:]), 'capture-output': True}
+        if input_data is not None:
+            arguments['input-data'] = base64.b64encode(input_data).decode('ascii')
+        pid = self.command('guest-exec', arguments)['pid']
+        deadline = time.monotonic() + (timeout or self.timeout)
+        delay = 0.01
+        while True:
+            status = self.command('guest-exec-status', {'pid': pid})
+            if status.get('exited'):
+                break
+            if time.monotonic() >= deadline:
+                raise GuestError('command %s did not finish within %ss in VM %s'
+                                 % (' '.join(argv), timeout or self.timeout, self.domain.name))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        out = base64.b64decode(status.get('out-data', '')).decode('utf-8', 'replace')
+        err = base64.b64decode(status.get('err-data', '')).decode('utf-8', 'replace')
+        rc = status.get('exitcode')
+        if rc is None:
+            rc = 128 + int(status.get('signal', 0))
+        return ExecResult(rc, out, err)
+
+    def check(self, argv, what, timeout=None):
+        result = self.run(argv, timeout=timeout)
+        if result.rc != 0:
+            raise GuestError('%s failed in VM %s (exit %s): %s'
+                             % (what, self.domain.name, result.rc, (result.err or result.out).strip()),
+                             rc=result.rc, stderr=result.err)
+        return result
+
+    # --- files ------------------------------------------------------------------------------------
+    def read_file(self, path):
+        """The text of a guest file, or None when it does not exist."""
+        result = self.run(['cat', path])
+        if result.rc != 0:
+            if 'No such file' in result.err:
+                return None
+            raise GuestError('cannot read %s in VM %s: %s' % (path, self.domain.name, result.err.strip()),
+                             rc=result.rc, stderr=result.err)
+        return result.out
+
+    def write_file(self, path, text):
+        """Replace a guest file atomically (temporary file in the same directory, then rename).
+
+        A symlinked path (for example /etc/fstab -> /persist/fstab) is resolved first, so the link stays.
+        """
+        real = self.check(['readlink', '-f', path], 'resolving %s' % path).out.strip() or path
+        tmp = posixpath.join(posixpath.dirname(real), '.%s.aimodel-tmp' % posixpath.basename(real))
+        handle = self.command('guest-file-open', {'path': tmp, 'mode': 'w'})
+        try:
+            self.command('guest-file-write', {'handle': handle, 'buf-b64': base64.b64encode(text.encode('utf-8')).decode('ascii')})
+        finally:
+            self.command('guest-file-close', {'handle': handle})
+        self.check(['mv', '-f', tmp, real], 'replacing %s' % real)
+
+    # --- mounts -----------------------------------------------------------------------------------
+    def mounts(self):
+        """The guest's mount table (/proc/mounts) as a list of dicts."""
+        return parse_mounts(self.check(['cat', '/proc/mounts'], 'reading the mount table').out)
+
+    def mount_virtiofs(self, tag, path, read_only, wait=30.0):
+        """mkdir -p and mount, retrying while the guest discovers a freshly hot-plugged device."""
+        self.check(['mkdir', '-p', path], 'creating %s' % path)
+        argv = ['mount', '-t', FSTYPE, '-o', 'ro' if read_only else 'rw', tag, path]
+        deadline = time.monotonic() + wait
+        delay = 0.1
+        while True:
+            result = self.run(argv)
+            if result.rc == 0:
+                return
+            message = (result.err or result.out).strip()
+            if not _NOT_YET_RE.search(message) or time.monotonic() >= deadline:
+                raise GuestError('mounting %s at %s failed in VM %s (exit %s): %s'
+                                 % (tag, path, self.domain.name, result.rc, message), rc=result.rc, stderr=result.err)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def umount(self, path, lazy=False):
+        argv = ['umount', '-l', path] if lazy else ['umount', path]
+        result = self.run(argv)
+        if result.rc != 0:
+            message = (result.err or result.out).strip()
+            busy = bool(_BUSY_RE.search(message))
+            raise GuestError('unmounting %s failed in VM %s%s: %s'
+                             % (path, self.domain.name,
+                                ' (the mount is busy: a process in the guest uses it; stop it or use force: true)'
+                                if busy else '', message), rc=result.rc, stderr=result.err)
+
+    def accessible(self, path):
+        """Whether a process in the guest can list this directory (False for a dead virtiofs mount)."""
+        result = self.run(['ls', '-d', path + '/.'])
+        return result.rc == 0, (result.err or '').strip()
+
+
+def _unescape(field):
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _escape(field):
+    return re.sub(r'[\s\\]', lambda m: '\\%03o' % ord(m.group(0)), field)
+
+
+def parse_mounts(text):
+    mounts = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        mounts.append({'source': _unescape(parts[0]), 'target': _unescape(parts[1]), 'fstype': parts[2],
+                       'options': parts[3].split(',')})
+    return mounts
+
+
+# --- fstab (pure) ---------------------------------------------------------------------------------
+
+def fstab_line(tag, mount_path, read_only):
+    """Our fstab line: nofail, so a guest boots even when the device is gone."""
+    return '%s %s %s %s,nofail 0 0' % (tag, _escape(mount_path), FSTYPE, 'ro' if read_only else 'rw')
+
+
+def _first_field(line):
+    stripped = line.strip()
+    if not stripped or stripped.startswith('#'):
+        return None
+    return stripped.split()[0]
+
+
+def fstab_find(text, tag):
+    for line in (text or '').splitlines():
+        if _first_field(line) == tag:
+            return line.strip()
+    return None
+
+
+def fstab_without(text, tag):
+    lines = [line for line in (text or '').splitlines() if _first_field(line) != tag]
+    return '\n'.join(lines) + ('\n' if lines else '')
+
+
+def fstab_with(text, tag, line):
+    """The fstab with exactly one line for this tag, at the end."""
+    base = fstab_without(text, tag)
+    return base + line + '\n'

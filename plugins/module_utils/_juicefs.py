@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The host side of the model repository: one FUSE mount per volume (and access mode) per host.
+
+The metadata password reaches the client only through the ``META_PASSWORD`` environment variable:
+never on a command line, never in a log, never in a record.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import errno
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+DEFAULT_MOUNT_ROOT = '/var/lib/aimodel/volumes'
+DEFAULT_LOG_DIR = '/var/log/aimodel'
+CLIENT_NAME = 'juicefs'
+FSTYPE = 'fuse.juicefs'
+_SEARCH_DIRS = ('/usr/local/bin', '/usr/bin', '/opt/juicefs/bin')
+
+
+class VolumeError(Exception):
+    pass
+
+
+def find_client(explicit=None):
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise VolumeError('volume.client_path %s is not an executable file' % explicit)
+    found = shutil.which(CLIENT_NAME) or shutil.which(CLIENT_NAME, path=os.pathsep.join(_SEARCH_DIRS))
+    if not found:
+        raise VolumeError('the model repository client (%s) is not installed on this host: install it '
+                          '(role aimodel.kvm.juicefs_client) or set volume.client_path' % CLIENT_NAME)
+    return found
+
+
+def mountpoint(volume, read_only, root=None):
+    return os.path.join(root or DEFAULT_MOUNT_ROOT, volume, 'ro' if read_only else 'rw')
+
+
+def mount_table(path='/proc/self/mountinfo'):
+    """Mount point -> (fstype, source) for the host's mounts."""
+    table = {}
+    with open(path) as handle:
+        for line in handle:
+            left, _sep, right = line.partition(' - ')
+            fields = left.split()
+            rest = right.split()
+            if len(fields) < 5 or len(rest) < 2:
+                continue
+            point = fields[4].replace('\\040', ' ').replace('\\011', '\t').replace('\\012', '\n').replace('\\134', '\\')
+            table[point] = (rest[0], rest[1])
+    return table
+
+
+def _stat_with_timeout(path, timeout):
+    """os.stat in a thread: a hung FUSE mount must not hang the module. Returns an errno or 0."""
+    outcome = {}
+
+    def probe():
+        try:
+            os.stat(path)
+            outcome['errno'] = 0
+        except OSError as exc:
+            outcome['errno'] = exc.errno or errno.EIO
+
+    worker = threading.Thread(target=probe)
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout)
+    return outcome.get('errno', errno.ETIMEDOUT)
+
+
+def status(point, volume_name=None, timeout=5.0):
+    """``mounted`` (healthy), ``absent``, ``dead`` (listed but not answering) or ``foreign``
+    (something else is mounted there)."""
+    entry = mount_table().get(point)
+    if entry is None:
+        return 'absent'
+    fstype, source = entry
+    if fstype != FSTYPE or (volume_name and source != 'JuiceFS:%s' % volume_name):
+        return 'foreign'
+    return 'mounted' if _stat_with_timeout(point, timeout) == 0 else 'dead'
+
+
+def describe(point):
+    entry = mount_table().get(point)
+    return '%s %s' % entry if entry else 'nothing'
+
+
+def _run(argv, env_extra=None, timeout=120):
+    env = dict(os.environ)
+    env.pop('META_PASSWORD', None)
+    env.update(env_extra or {})
+    try:
+        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return 124, 'timed out after %ss' % timeout
+    return proc.returncode, proc.stdout.decode('utf-8', 'replace')
+
+
+def _scrub(text, secrets):
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, '****')
+    return text
+
+
+def mount(client, volume, meta_url, password, read_only, root=None, cache_dir=None, cache_size=None,
+          log_dir=None, timeout=120):
+    """Mount the volume at its host mount point (which must not be mounted yet)."""
+    point = mountpoint(volume, read_only, root)
+    os.makedirs(point, mode=0o755, exist_ok=True)
+    log_dir = log_dir or DEFAULT_LOG_DIR
+    os.makedirs(log_dir, mode=0o700, exist_ok=True)
+    argv = [client, 'mount', '--background', '--no-usage-report',
+            '--log', os.path.join(log_dir, '%s-%s.log' % (volume, 'ro' if read_only else 'rw'))]
+    if read_only:
+        argv.append('--read-only')
+    if cache_dir:
+        argv += ['--cache-dir', cache_dir]
+    if cache_size is not None:
+        argv += ['--cache-size', str(cache_size)]
+    argv += [meta_url, point]
+    env = {'META_PASSWORD': password} if password else {}
+    rc, output = _run(argv, env, timeout)
+    if rc != 0:
+        raise VolumeError('mounting volume %s at %s failed (exit %s): %s'
+                          % (volume, point, rc, _scrub(output.strip()[-2000:], [password])))
+    state = status(point, volume)
+    if state == 'foreign':
+        raise VolumeError('the metadata URL of volume %s points to another volume: %s is mounted at %s; '
+                          'volume.name must be the name the volume was formatted with'
+                          % (volume, describe(point), point))
+    if state != 'mounted':
+        raise VolumeError('volume %s did not come up at %s (state: %s)' % (volume, point, state))
+    return point
+
+
+def lazy_unmount(point):
+    """Detach a dead mount point so it can be mounted again."""
+    rc, output = _run(['umount', '-l', point], timeout=30)
+    if rc != 0:
+        raise VolumeError('cannot clear the dead mount at %s: %s' % (point, output.strip()))
+
+
+def warmup(client, path, timeout=3600):
+    started = time.monotonic()
+    rc, output = _run([client, 'warmup', path], timeout=timeout)
+    if rc != 0:
+        raise VolumeError('warming up %s failed (exit %s): %s' % (path, rc, output.strip()[-2000:]))
+    return time.monotonic() - started
+
+
+def resolve_source(point, source_path):
+    """The host directory of a model; it must exist and stay inside the volume (no symlink escape)."""
+    base = os.path.realpath(point)
+    candidate = os.path.realpath(os.path.join(point, source_path))
+    if candidate != base and not candidate.startswith(base + os.sep):
+        raise VolumeError('source_path %s leaves the volume (it resolves to %s)' % (source_path, candidate))
+    if candidate == base:
+        raise VolumeError('source_path %s is the volume root' % source_path)
+    if not os.path.isdir(candidate):
+        return None
+    return candidate

@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""libvirt: connection, domain lookup, virtiofs device XML, LIVE|CONFIG changes, metadata.
+
+``Domain`` is the one boundary between the collection and libvirt: unit tests replace it with a fake.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import re
+import time
+import traceback
+import xml.etree.ElementTree as ET
+
+from ansible_collections.aimodel.kvm.plugins.module_utils._record import KEY, NAMESPACE
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+    import libvirt_qemu
+except ImportError:
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+    libvirt = None
+    libvirt_qemu = None
+
+HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
+
+_UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
+
+# libvirt error codes used here (stable numbers from virterror.h).
+ERR_NO_DOMAIN = 42
+ERR_OPERATION_INVALID = 55
+ERR_NO_DOMAIN_METADATA = 80
+ERR_AGENT_UNRESPONSIVE = 86
+ERR_DEVICE_MISSING = 99
+ERR_AGENT_COMMAND_TIMEOUT = 95
+
+
+class VirtError(Exception):
+    """A libvirt failure, with libvirt's own message and code."""
+
+    def __init__(self, message, code=None):
+        super(VirtError, self).__init__(message)
+        self.code = code
+
+
+def _code(exc):
+    try:
+        return exc.get_error_code()
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def _wrap(what, exc):
+    return VirtError('%s: %s' % (what, exc), _code(exc))
+
+
+def connect(uri):
+    """Open one connection for the whole module run."""
+    if not HAS_LIBVIRT:
+        raise VirtError('the libvirt Python binding is not installed')
+    # libvirt-python prints every error to stderr unless a handler is set.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        return Connection(libvirt.open(uri), uri)
+    except libvirt.libvirtError as exc:
+        raise _wrap('cannot connect to libvirt at %s' % uri, exc)
+
+
+class Connection:
+    def __init__(self, conn, uri):
+        self._conn = conn
+        self.uri = uri
+
+    def lookup(self, vm):
+        """The domain with this name or UUID, or None when this host has no such domain."""
+        try:
+            if _UUID_RE.match(vm):
+                try:
+                    return Domain(self._conn.lookupByUUIDString(vm))
+                except libvirt.libvirtError as exc:
+                    if _code(exc) != ERR_NO_DOMAIN:
+                        raise
+            return Domain(self._conn.lookupByName(vm))
+        except libvirt.libvirtError as exc:
+            if _code(exc) == ERR_NO_DOMAIN:
+                return None
+            raise _wrap('cannot look up VM %s' % vm, exc)
+
+    def domains(self):
+        try:
+            return [Domain(dom) for dom in self._conn.listAllDomains(0)]
+        except libvirt.libvirtError as exc:
+            raise _wrap('cannot list VMs', exc)
+
+    def close(self):
+        try:
+            self._conn.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+class Domain:
+    """The thin boundary around one libvirt domain."""
+
+    def __init__(self, dom):
+        self._dom = dom
+        self.name = dom.name()
+        self.uuid = dom.UUIDString()
+
+    def is_active(self):
+        return bool(self._call('read the state of', self._dom.isActive))
+
+    def is_persistent(self):
+        return bool(self._call('read the state of', self._dom.isPersistent))
+
+    def xml(self, config=False):
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if config else 0
+        return self._call('read the XML of', self._dom.XMLDesc, flags)
+
+    def attach(self, device_xml, live, config):
+        self._call('attach a device to', self._dom.attachDeviceFlags, device_xml, _flags(live, config))
+
+    def detach(self, device_xml, live, config):
+        self._call('detach a device from', self._dom.detachDeviceFlags, device_xml, _flags(live, config))
+
+    def get_metadata(self, config=False):
+        """The XML of our metadata element, or None."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG if config else libvirt.VIR_DOMAIN_AFFECT_LIVE
+        try:
+            return self._dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE, flags)
+        except libvirt.libvirtError as exc:
+            if _code(exc) == ERR_NO_DOMAIN_METADATA:
+                return None
+            raise _wrap('cannot read the metadata of VM %s' % self.name, exc)
+
+    def set_metadata(self, xml_text, live, config):
+        """Write our metadata element (``None`` removes it)."""
+        self._call('write the metadata of', self._dom.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                   xml_text, KEY if xml_text is not None else None, NAMESPACE, _flags(live, config))
+
+    def agent_command(self, command_json, timeout):
+        try:
+            return libvirt_qemu.qemuAgentCommand(self._dom, command_json, timeout, 0)
+        except libvirt.libvirtError as exc:
+            raise _wrap('guest agent of VM %s' % self.name, exc)
+
+    def _call(self, what, func, *args):
+        try:
+            return func(*args)
+        except libvirt.libvirtError as exc:
+            raise _wrap('cannot %s VM %s' % (what, self.name), exc)
+
+
+def _flags(live, config):
+    flags = 0
+    if live:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if config:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if not flags:
+        raise ValueError('neither live nor config')
+    return flags
+
+
+# --- device XML -----------------------------------------------------------------------------------
+
+def filesystems(domain_xml):
+    """virtiofs <filesystem> devices of a domain XML: list of dicts (tag, source, alias, cache)."""
+    devices = []
+    root = ET.fromstring(domain_xml)
+    for elem in root.findall('./devices/filesystem'):
+        driver = elem.find('driver')
+        if driver is None or driver.get('type') != 'virtiofs':
+            continue
+        source = elem.find('source')
+        target = elem.find('target')
+        alias = elem.find('alias')
+        cache = elem.find('./binary/cache')
+        devices.append({
+            'tag': target.get('dir') if target is not None else None,
+            'source': source.get('dir') if source is not None else None,
+            'alias': alias.get('name') if alias is not None else None,
+            'cache': cache.get('mode') if cache is not None else None,
+        })
+    return devices
+
+
+def has_shared_memory(domain_xml):
+    root = ET.fromstring(domain_xml)
+    access = root.find('./memoryBacking/access')
+    return access is not None and access.get('mode') == 'shared'
+
+
+# virtiofsd's cache modes by our option value; 'auto' leaves virtiofsd's default.
+CACHE_MODES = {'auto': None, 'always': 'always', 'never': 'none'}
+
+
+def filesystem_xml(source_dir, tag, cache='auto'):
+    """The <filesystem> device of one model. Read-only is enforced by the host volume and the guest
+    mount: libvirt refuses <readonly/> for virtiofs."""
+    fs = ET.Element('filesystem', {'type': 'mount', 'accessmode': 'passthrough'})
+    ET.SubElement(fs, 'driver', {'type': 'virtiofs'})
+    mode = CACHE_MODES.get(cache)
+    if mode:
+        binary = ET.SubElement(fs, 'binary')
+        ET.SubElement(binary, 'cache', {'mode': mode})
+    ET.SubElement(fs, 'source', {'dir': source_dir})
+    ET.SubElement(fs, 'target', {'dir': tag})
+    return ET.tostring(fs, encoding='unicode')
+
+
+def wait_device_gone(domain, tag, timeout, interval=0.1):
+    """Poll the live XML until no device with this tag is left; True when gone in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not any(d['tag'] == tag for d in filesystems(domain.xml())):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

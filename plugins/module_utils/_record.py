@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The mount record kept in the domain's <metadata>.
+
+The record lives with the VM: it follows it on migration and disappears when the VM is undefined.
+Live metadata describes the running VM; persistent metadata describes what comes back at the next
+boot (a ``persist: false`` mount is recorded live only, like its device). No secret is stored here.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import xml.etree.ElementTree as ET
+
+NAMESPACE = 'https://github.com/aimodel/kvm/mounts/v1'
+KEY = 'aimodel'
+
+# The fields of one record, in the order they are written.
+FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_only', 'persist', 'guest_mount', 'cache',
+          'created', 'updated')
+_BOOL_FIELDS = ('read_only', 'persist', 'guest_mount')
+# The fields that define what is mounted; the others are bookkeeping.
+IDENTITY_FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_only', 'persist', 'guest_mount',
+                   'cache')
+
+
+class RecordError(Exception):
+    pass
+
+
+def parse(xml_text):
+    """Records from the metadata element's XML, as a dict model -> record dict."""
+    records = {}
+    if not xml_text:
+        return records
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise RecordError('the mount record in the domain metadata is not valid XML: %s' % exc)
+    for elem in root.iter():
+        if elem.tag.rsplit('}', 1)[-1] != 'mount':
+            continue
+        record = {}
+        for field in FIELDS:
+            value = elem.get(field)
+            if field in _BOOL_FIELDS:
+                # Missing means the default, which is true for each of them.
+                value = value != 'false'
+            record[field] = value
+        if record.get('model'):
+            records[record['model']] = record
+    return records
+
+
+def render(records):
+    """XML for the metadata element (no namespace: libvirt adds it from the key and URI)."""
+    root = ET.Element('mounts')
+    for model in sorted(records):
+        record = records[model]
+        attrs = {}
+        for field in FIELDS:
+            value = record.get(field)
+            if value is None:
+                continue
+            if field in _BOOL_FIELDS:
+                value = 'true' if value else 'false'
+            attrs[field] = str(value)
+        ET.SubElement(root, 'mount', attrs)
+    return ET.tostring(root, encoding='unicode')
+
+
+def same(a, b):
+    """Whether two records describe the same mount (timestamps aside)."""
+    if a is None or b is None:
+        return a is b
+    return all(a.get(f) == b.get(f) for f in IDENTITY_FIELDS)
+
+
+def public(record):
+    """A record as returned to the user: every field, booleans as booleans."""
+    if record is None:
+        return None
+    return dict((f, record.get(f)) for f in FIELDS)

@@ -1,0 +1,252 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+---
+module: vm_model_mount_info
+short_description: Report the models mounted in libvirt VMs, as they really are
+version_added: 0.1.0
+description:
+  - For each VM, joins four sources: the mount record in the domain metadata, the live domain XML, the persistent
+    domain XML and the guest's mount table and fstab (read once per VM through the QEMU guest agent).
+  - Reports one entry per recorded mount with a status and the reasons for it, and the devices of this collection
+    that have no record (orphans). It never changes anything.
+author:
+  - aimodel.kvm contributors
+extends_documentation_fragment:
+  - aimodel.kvm.connection
+  - aimodel.kvm.attributes
+  - aimodel.kvm.attributes.info_module
+attributes:
+  idempotent:
+    support: full
+    description: It never changes anything.
+options:
+  vm:
+    description:
+      - Name or UUID of the VM. All VMs of the host when omitted. A VM that does not exist gives an empty result.
+    type: str
+  model:
+    description:
+      - Only report this model.
+    type: str
+  mount_root:
+    description:
+      - Directory under which the modules mount volumes on the host (as in O(aimodel.kvm.vm_model_mount#module:volume.mount_root)).
+    type: path
+    default: /var/lib/aimodel/volumes
+  agent_timeout:
+    description:
+      - Seconds to wait for one guest agent call.
+    type: int
+    default: 10
+seealso:
+  - module: aimodel.kvm.vm_model_mount
+'''
+
+EXAMPLES = r'''
+- name: What is mounted in one VM
+  aimodel.kvm.vm_model_mount_info:
+    vm: inference-01
+  register: models
+
+- name: Fail when a model is not really there
+  ansible.builtin.assert:
+    that: models.mounts | selectattr('status', '!=', 'mounted') | list | length == 0
+    fail_msg: "{{ models.mounts | rejectattr('status', '==', 'mounted') | list }}"
+
+- name: Every VM of the host, one model
+  aimodel.kvm.vm_model_mount_info:
+    model: all-minilm-l6-v2
+'''
+
+RETURN = r'''
+mounts:
+  description: One entry per recorded mount.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    vm:
+      description: Name of the VM.
+      type: str
+      sample: inference-01
+    model:
+      description: Logical model name.
+      type: str
+      sample: all-minilm-l6-v2
+    volume:
+      description: Volume name.
+      type: str
+      sample: models
+    source_path:
+      description: Directory of the model inside the volume.
+      type: str
+      sample: models/all-minilm-l6-v2
+    mount_path:
+      description: Path inside the guest.
+      type: str
+      sample: /mnt/models/all-minilm-l6-v2
+    tag:
+      description: virtiofs tag of the device.
+      type: str
+      sample: aim-all-minilm-l6-v2-d2ab480c
+    read_only:
+      description: Whether the mount is read-only.
+      type: bool
+      sample: true
+    persist:
+      description: Whether the mount is kept across reboots.
+      type: bool
+      sample: true
+    guest_mount:
+      description: Whether the device is meant to be mounted inside the guest.
+      type: bool
+      sample: true
+    cache:
+      description: virtiofs cache mode.
+      type: str
+      sample: auto
+    created:
+      description: When the mount was first recorded.
+      type: str
+      sample: '2026-11-23T22:40:00Z'
+    updated:
+      description: When the record last changed.
+      type: str
+      sample: '2026-11-23T22:40:00Z'
+    status:
+      description:
+        - V(mounted) only when the device is in the live XML (and the persistent XML for a persistent mount), the guest
+          has it mounted at O(aimodel.kvm.vm_model_mount#module:mount_path) and can read it, and the host volume is up.
+        - V(pending) when the VM is stopped (it comes back from the persistent configuration at the next start).
+        - V(degraded) otherwise, with RV(mounts[].reasons) saying why.
+      type: str
+      choices: [mounted, pending, degraded]
+      sample: mounted
+    reasons:
+      description:
+        - Why the mount is not V(mounted). Values include V(vm_stopped), V(device_missing_live),
+          V(device_missing_config), V(not_mounted_in_guest), V(stale_guest_mount), V(guest_unreachable),
+          V(fstab_missing) and V(host_volume_dead).
+      type: list
+      elements: str
+      sample: [not_mounted_in_guest]
+    device_live:
+      description: Whether the device is in the live domain XML.
+      type: bool
+      sample: true
+    device_config:
+      description: Whether the device is in the persistent domain XML.
+      type: bool
+      sample: true
+    guest_mounted:
+      description: Whether the guest's mount table has the device at the mount path; null when the guest could not be asked.
+      type: bool
+      sample: true
+    guest_accessible:
+      description: Whether a process in the guest can read the mount; null when not checked.
+      type: bool
+      sample: true
+    in_fstab:
+      description: Whether the guest's fstab has the line of this mount; null when the guest could not be asked.
+      type: bool
+      sample: true
+orphans:
+  description: virtiofs devices of this collection (tag C(aim-...)) that have no record.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - vm: inference-01
+      kind: device_without_record
+      where: live
+      tag: aim-old-model-1a2b3c4d
+      source: /var/lib/aimodel/volumes/models/ro/models/old-model
+vms:
+  description: One entry per VM looked at.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: inference-01
+      uuid: 7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11
+      active: true
+      persistent: true
+      guest_reachable: true
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _record
+from ansible_collections.aimodel.kvm.plugins.module_utils import _state
+
+
+def collect(conn, vm, model, mount_root, agent_timeout):
+    if vm:
+        domain = conn.lookup(vm)
+        domains = [domain] if domain is not None else []
+    else:
+        domains = conn.domains()
+    mounts, orphans, vms = [], [], []
+    host_cache = {}
+
+    def host_status(rec):
+        point = _juicefs.mountpoint(rec['volume'], rec.get('read_only', True), mount_root)
+        if point not in host_cache:
+            host_cache[point] = _juicefs.status(point, rec['volume'])
+        return host_cache[point]
+
+    for domain in domains:
+        state = _state.VmState(domain, _guest.Agent(domain, agent_timeout))
+        entries, strays = _state.report(state, domain.name, host_status)
+        if model:
+            entries = [e for e in entries if e['model'] == model]
+            strays = []
+        mounts.extend(entries)
+        orphans.extend(strays)
+        vms.append({'name': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
+                    'guest_reachable': state.guest_error is None if state.active else None})
+    return mounts, orphans, vms
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            uri=dict(type='str', default='qemu:///system', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI'])),
+            vm=dict(type='str'),
+            model=dict(type='str'),
+            mount_root=dict(type='path', default=_juicefs.DEFAULT_MOUNT_ROOT),
+            agent_timeout=dict(type='int', default=10),
+        ),
+        supports_check_mode=True,
+    )
+    if not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    p = module.params
+    try:
+        conn = _libvirt.connect(p['uri'])
+        try:
+            mounts, orphans, vms = collect(conn, p['vm'], p['model'], p['mount_root'], p['agent_timeout'])
+        finally:
+            conn.close()
+    except (_libvirt.VirtError, _record.RecordError, _guest.GuestError) as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc())
+    module.exit_json(changed=False, mounts=mounts, orphans=orphans, vms=vms)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _record
+from ansible_collections.aimodel.kvm.plugins.module_utils import _state
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain
+
+FSTAB = '# comment\n/dev/vda /persist ext4 rw 0 0\naim-a-1 /mnt/a virtiofs ro,nofail 0 0\n'
+
+
+def test_fstab_edit():
+    line = _guest.fstab_line('aim-b-2', '/mnt/b', True)
+    assert line == 'aim-b-2 /mnt/b virtiofs ro,nofail 0 0'
+    added = _guest.fstab_with(FSTAB, 'aim-b-2', line)
+    assert added.endswith(line + '\n') and '# comment' in added
+    assert _guest.fstab_find(added, 'aim-b-2') == line
+    replaced = _guest.fstab_with(added, 'aim-a-1', 'aim-a-1 /srv/a virtiofs ro,nofail 0 0')
+    assert replaced.count('aim-a-1') == 1 and '/srv/a' in replaced
+    removed = _guest.fstab_without(replaced, 'aim-a-1')
+    assert 'aim-a-1' not in removed and '/dev/vda /persist' in removed
+    assert _guest.fstab_without('', 'x') == ''
+    assert _guest.fstab_find('#aim-a-1 /x virtiofs ro 0 0\n', 'aim-a-1') is None
+
+
+def test_parse_mounts_unescapes():
+    mounts = _guest.parse_mounts('aim-a /mnt/with\\040space virtiofs ro,relatime 0 0\nproc /proc proc rw 0 0\n')
+    assert mounts[0] == {'source': 'aim-a', 'target': '/mnt/with space', 'fstype': 'virtiofs', 'options': ['ro', 'relatime']}
+
+
+def test_agent_round_trips_and_errors():
+    dom = FakeDomain()
+    agent = _guest.Agent(dom)
+    result = agent.run(['cat', '/etc/fstab'])
+    assert result.rc == 0 and '/persist' in result.out
+    assert agent.round_trips == 2
+    assert agent.read_file('/nope') is None
+    dom.guest.reachable = False
+    try:
+        agent.mounts()
+    except _guest.GuestError as exc:
+        assert exc.unreachable and 'vm1' in str(exc)
+    else:
+        raise AssertionError('no error')
+
+
+def test_write_file_keeps_other_content():
+    dom = FakeDomain()
+    agent = _guest.Agent(dom)
+    agent.write_file('/etc/fstab', 'x\n')
+    assert dom.guest.files['/etc/fstab'] == 'x\n'
+    assert not [f for f in dom.guest.files if 'aimodel-tmp' in f]
+
+
+def test_record_round_trip():
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': False, 'persist': True, 'guest_mount': True, 'cache': 'auto', 'created': 't', 'updated': 't'}
+    parsed = _record.parse(_record.render({'m': rec}))
+    assert parsed == {'m': rec}
+    assert _record.same(parsed['m'], dict(rec, updated='later'))
+    assert not _record.same(parsed['m'], dict(rec, mount_path='/mnt/x'))
+    assert _record.parse(None) == {}
+
+
+def test_filesystem_xml_has_no_readonly():
+    xml = _libvirt.filesystem_xml('/var/lib/aimodel/volumes/v/ro/models/m', 'aim-m-1', 'always')
+    devs = _libvirt.filesystems('<domain><devices>%s</devices></domain>' % xml)
+    assert devs == [{'tag': 'aim-m-1', 'source': '/var/lib/aimodel/volumes/v/ro/models/m', 'alias': None, 'cache': 'always'}]
+    assert 'readonly' not in xml
+
+
+def test_report_statuses():
+    dom = FakeDomain()
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
+    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
+    dom.live = [('aim-m-1', '/src')]
+    dom.config = [('aim-m-1', '/src'), ('aim-stray-2', '/other')]
+    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
+    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    entries, orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
+    assert entries[0]['status'] == 'mounted' and entries[0]['reasons'] == []
+    assert orphans == [{'vm': 'vm1', 'kind': 'device_without_record', 'where': 'config', 'tag': 'aim-stray-2',
+                        'source': '/other'}]
+    # After a reboot without the fstab line: the device is there, the guest mount is not.
+    dom.guest.mounts = [m for m in dom.guest.mounts if m[2] != 'virtiofs']
+    entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
+    assert entries[0]['status'] == 'degraded' and entries[0]['reasons'] == ['not_mounted_in_guest']
+    dom.guest.reachable = False
+    entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
+    assert 'guest_unreachable' in entries[0]['reasons'] and entries[0]['guest_mounted'] is None
+    dom.active = False
+    entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
+    assert entries[0]['status'] == 'pending'

@@ -1,0 +1,282 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import copy
+import json
+
+import pytest
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
+
+TAG = _spec.derive_tag('m1')
+ARGS = {
+    'vm': 'vm1',
+    'model': 'm1',
+    'source_path': 'models/m1',
+    'volume': {'name': 'labvol', 'meta_url': 'redis://:s3cr3t-pw@127.0.0.1:16379/1'},
+}
+
+
+def snapshot(dom):
+    return copy.deepcopy((dom.live, dom.config, dom.meta, dom.guest.mounts, dom.guest.files))
+
+
+def guest_targets(dom):
+    return [m[1] for m in dom.guest.mounts if m[2] == 'virtiofs']
+
+
+def test_mount_running_vm(domain, host, run_module):
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True, result
+    assert result['mount']['status'] == 'mounted'
+    assert result['mount']['mount_path'] == '/mnt/models/m1'
+    assert domain.live == [(TAG, '/var/lib/aimodel/volumes/labvol/ro/models/m1')]
+    assert domain.config == domain.live
+    assert ('attach', True, True) in domain.calls, 'live and persistent in one call'
+    assert (TAG, '/mnt/models/m1', 'virtiofs', 'ro') in domain.guest.mounts
+    assert '%s /mnt/models/m1 virtiofs ro,nofail 0 0' % TAG in domain.guest.files['/etc/fstab']
+    assert '/dev/vda /persist ext4' in domain.guest.files['/etc/fstab'], 'other fstab lines are kept'
+    assert domain.records()['m1']['source_path'] == 'models/m1'
+    assert domain.records(config=True)['m1']['mount_path'] == '/mnt/models/m1'
+    # The host volume was mounted once, read-only, the password kept out of the URL.
+    assert host.mount_calls == [{'volume': 'labvol', 'meta_url': 'redis://127.0.0.1:16379/1', 'password': 's3cr3t-pw',
+                                 'point': '/var/lib/aimodel/volumes/labvol/ro'}]
+
+
+def test_second_run_changes_nothing(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    before = snapshot(domain)
+    calls = len(domain.calls)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is False, result
+    assert result['actions'] == []
+    assert snapshot(domain) == before
+    assert len(domain.calls) == calls
+
+
+def test_check_mode_changes_nothing(domain, host, run_module):
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS, check=True)
+    assert result['changed'] is True
+    assert any('attach' in a for a in result['actions'])
+    assert snapshot(domain) == before
+    assert host.mount_calls == []
+
+
+def test_diff_shows_record(domain, host, run_module):
+    result = run_module(vm_model_mount, ARGS, diff=True)
+    assert result['diff']['before'] == {}
+    assert result['diff']['after']['mount_path'] == '/mnt/models/m1'
+    assert 'meta_url' not in result['diff']['after']
+
+
+@pytest.mark.parametrize('variant', ['/mnt/models/./m1', '/mnt/models//m1/', '/mnt//models/m1/.'])
+def test_normalized_mount_path_is_one_mount(domain, host, run_module, variant):
+    run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/models/m1'))
+    result = run_module(vm_model_mount, dict(ARGS, mount_path=variant))
+    assert result['changed'] is False, result
+    assert len(domain.live) == 1
+    assert domain.records()['m1']['mount_path'] == '/mnt/models/m1'
+
+
+def test_other_model_at_same_path_fails(domain, host, run_module):
+    run_module(vm_model_mount, dict(ARGS, mount_path='/srv/m'))
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, model='m2', source_path='models/m2', mount_path='/srv/m/'))
+    assert result['failed']
+    assert 'm1' in result['msg'] and 'm2' in result['msg'] and '/srv/m' in result['msg']
+    assert snapshot(domain) == before
+
+
+def test_foreign_guest_mount_at_path_fails(domain, host, run_module):
+    domain.guest.mounts.append(('/dev/vdb', '/mnt/models/m1', 'ext4', 'rw'))
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and '/dev/vdb' in result['msg']
+    assert snapshot(domain) == before
+
+
+def test_converge_to_new_mount_path(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/srv/models/m1'), diff=True)
+    assert result['changed'] is True
+    assert result['diff']['before']['mount_path'] == '/mnt/models/m1'
+    assert result['diff']['after']['mount_path'] == '/srv/models/m1'
+    assert guest_targets(domain) == ['/srv/models/m1']
+    assert len(domain.live) == 1 and len(domain.config) == 1
+    fstab = domain.guest.files['/etc/fstab']
+    assert '/srv/models/m1' in fstab and '/mnt/models/m1' not in fstab
+
+
+def test_converge_to_new_source(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    result = run_module(vm_model_mount, dict(ARGS, source_path='models/m2'))
+    assert result['changed'] is True
+    assert domain.live == [(TAG, '/var/lib/aimodel/volumes/labvol/ro/models/m2')]
+    assert domain.config == domain.live
+    assert guest_targets(domain) == ['/mnt/models/m1']
+
+
+def test_guest_mount_failure_rolls_back(domain, host, run_module):
+    domain.guest.fail_mount = 'Permission denied'
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed']
+    assert 'Rolled back' in result['msg'] and 'detached device' in result['msg']
+    assert domain.live == [] and domain.config == []
+    assert domain.meta == before[2]
+    assert domain.guest.files == before[4]
+
+
+def test_missing_source_fails_before_change(domain, host, run_module):
+    host.state['/var/lib/aimodel/volumes/labvol/ro'] = 'mounted'
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, source_path='models/nope'))
+    assert result['failed']
+    assert 'model m1 not found at models/nope in volume labvol' in result['msg']
+    assert snapshot(domain) == before
+
+
+def test_no_shared_memory(domain, host, run_module):
+    domain.shared_memory = False
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed']
+    assert "<access mode='shared'/>" in result['msg'] and 'restart' in result['msg']
+    assert domain.calls == []
+
+
+def test_guest_unreachable_fails_before_change(domain, host, run_module):
+    domain.guest.reachable = False
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'guest agent' in result['msg']
+    assert domain.live == [] and domain.meta['live'] is None
+
+
+def test_stopped_vm_is_pending(domain, host, run_module):
+    domain.active = False
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    assert result['mount']['status'] == 'pending'
+    assert domain.config and not domain.live
+    assert ('attach', False, True) in domain.calls
+    assert domain.records(config=True)['m1']['tag'] == TAG
+    assert domain.meta['live'] is None
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+
+
+def test_stopped_then_started_completes(domain, host, run_module):
+    domain.active = False
+    run_module(vm_model_mount, ARGS)
+    # Start: the persistent config becomes the live one.
+    domain.active = True
+    domain.live = list(domain.config)
+    domain.meta['live'] = domain.meta['config']
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True and result['mount']['status'] == 'mounted'
+    assert [a for a in result['actions'] if 'attach' in a] == []
+    assert guest_targets(domain) == ['/mnt/models/m1']
+
+
+def test_absent(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    result = run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'absent'})
+    assert result['changed'] is True, result
+    assert domain.live == [] and domain.config == []
+    assert guest_targets(domain) == []
+    assert TAG not in domain.guest.files['/etc/fstab']
+    assert domain.meta == {'live': None, 'config': None}
+    # The guest unmount comes before the detach.
+    umount_at = [i for i, a in enumerate(result['actions']) if a.startswith('unmount')][0]
+    detach_at = [i for i, a in enumerate(result['actions']) if a.startswith('detach')][0]
+    assert umount_at < detach_at
+    again = run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'absent'})
+    assert again['changed'] is False
+
+
+def test_absent_busy_needs_force(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.guest.busy.add('/mnt/models/m1')
+    result = run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'absent'})
+    assert result['failed'] and 'busy' in result['msg']
+    assert len(domain.live) == 1, 'never detach a device the guest still has mounted'
+    result = run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'absent', 'force': True})
+    assert result['changed'] and domain.live == []
+
+
+def test_absent_stopped_vm(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.active = False
+    domain.live = []
+    result = run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'absent'})
+    assert result['changed'] is True
+    assert domain.config == [] and domain.meta['config'] is None
+
+
+def test_absent_missing_vm_is_ok(domain, host, run_module):
+    result = run_module(vm_model_mount, {'vm': 'gone', 'model': 'm1', 'state': 'absent'})
+    assert result['changed'] is False and result['mount']['status'] == 'absent'
+
+
+def test_mounted_missing_vm_fails(domain, host, run_module):
+    result = run_module(vm_model_mount, dict(ARGS, vm='gone'))
+    assert result['failed'] and 'gone' in result['msg']
+
+
+def test_duplicate_live_tag_is_not_added(domain, host, run_module):
+    """libvirt accepts a second live device with the same tag; the module must not."""
+    run_module(vm_model_mount, ARGS)
+    domain.guest.mounts = [m for m in domain.guest.mounts if m[2] != 'virtiofs']
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    assert len(domain.live) == 1 and guest_targets(domain) == ['/mnt/models/m1']
+
+
+def test_persist_false_live_only(domain, host, run_module):
+    result = run_module(vm_model_mount, dict(ARGS, persist=False))
+    assert result['changed']
+    assert domain.live and not domain.config
+    assert TAG not in domain.guest.files['/etc/fstab']
+    assert 'm1' in domain.records() and domain.meta['config'] is None
+
+
+def test_read_write(domain, host, run_module):
+    run_module(vm_model_mount, dict(ARGS, read_only=False))
+    assert (TAG, '/mnt/models/m1', 'virtiofs', 'rw') in domain.guest.mounts
+    assert domain.live[0][1].startswith('/var/lib/aimodel/volumes/labvol/rw/')
+
+
+@pytest.mark.parametrize('args, field', [
+    (dict(ARGS, mount_path='relative'), 'mount_path'),
+    (dict(ARGS, mount_path='/etc'), 'mount_path'),
+    (dict(ARGS, mount_path='/mnt/../etc/x'), 'mount_path'),
+    (dict(ARGS, mount_path='/mnt/a\nb'), 'mount_path'),
+    (dict(ARGS, model='a/b'), 'model'),
+    (dict(ARGS, model='x;reboot'), 'model'),
+    (dict(ARGS, model=''), 'model'),
+    (dict(ARGS, source_path='../x'), 'source_path'),
+    (dict(ARGS, source_path='/'), 'source_path'),
+    (dict(ARGS, cache='never'), 'cache'),
+    (dict(ARGS, volume={'name': 'labvol', 'meta_url': 'nonsense:pw@x'}), 'volume.meta_url'),
+    (dict(ARGS, volume={'name': 'bad name', 'meta_url': 'sqlite3:///x.db'}), 'volume.name'),
+    ({'vm': 'vm1', 'model': 'm1', 'volume': ARGS['volume']}, 'source_path'),
+])
+def test_bad_input_fails_before_change(domain, host, run_module, args, field):
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, args)
+    assert result['failed'], result
+    assert result['field'] == field
+    assert result['msg'].startswith(field + ':')
+    assert 'pw@' not in result['msg'] or '****' in result['msg']
+    assert snapshot(domain) == before and host.mount_calls == []
+
+
+def test_password_never_in_output_or_records(domain, host, run_module):
+    result = run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], meta_password=None)), diff=True)
+    text = json.dumps(result) + json.dumps(domain.meta) + json.dumps(domain.guest.files) + repr(domain.guest.argvs)
+    assert 's3cr3t-pw' not in text
