@@ -22,7 +22,7 @@ description:
   - Safe to re-run. Any failure after a change rolls back what the run did and says what was rolled back.
   - One operation per VM at a time on a hypervisor (a lock); the VM is looked up again under the lock.
 author:
-  - aimodel.kvm contributors
+  - aimodel.kvm developers (@aimodel)
 extends_documentation_fragment:
   - aimodel.kvm.connection
   - aimodel.kvm.attributes

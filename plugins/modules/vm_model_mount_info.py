@@ -13,12 +13,12 @@ module: vm_model_mount_info
 short_description: Report the models mounted in libvirt VMs, as they really are
 version_added: 0.1.0
 description:
-  - For each VM, joins four sources: the mount record in the domain metadata, the live domain XML, the persistent
+  - For each VM, joins four sources, the mount record in the domain metadata, the live domain XML, the persistent
     domain XML and the guest's mount table and fstab (read once per VM through the QEMU guest agent).
   - Reports one entry per recorded mount with a status and the reasons for it, and the devices of this collection
     that have no record (orphans). It never changes anything.
 author:
-  - aimodel.kvm contributors
+  - aimodel.kvm developers (@aimodel)
 extends_documentation_fragment:
   - aimodel.kvm.connection
   - aimodel.kvm.attributes

@@ -72,8 +72,6 @@ class FakeGuest:
         raise AssertionError('unexpected guest command %r' % (argv,))
 
 
-
-
 class FakeDomain:
     """Implements the methods of ``_libvirt.Domain`` on plain data."""
 
