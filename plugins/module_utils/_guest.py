@@ -162,10 +162,15 @@ class Agent:
                                 ' (the mount is busy: a process in the guest uses it; stop it or use force: true)'
                                 if busy else '', message), rc=result.rc, stderr=result.err)
 
-    def accessible(self, path):
-        """Whether a process in the guest can list this directory (False for a dead virtiofs mount)."""
-        result = self.run(['ls', '-d', path + '/.'])
-        return result.rc == 0, (result.err or '').strip()
+    def accessible_many(self, paths):
+        """Whether a process in the guest can read each directory (False for a dead virtiofs mount, which
+        fails with "Transport endpoint is not connected"); one guest command for all of them."""
+        probes = [path.rstrip('/') + '/.' for path in paths]
+        result = self.run(['ls', '-d'] + probes)
+        if result.rc == 0:
+            return dict((path, True) for path in paths)
+        listed = set(line.strip() for line in result.out.splitlines())
+        return dict((path, probe in listed) for path, probe in zip(paths, probes))
 
 
 def _unescape(field):

@@ -87,6 +87,11 @@ def report(state, vm_name, host_volume_status=None):
     """
     entries = []
     records = dict(state.records)
+    access = {}
+    if state.active and state.guest_mounts is not None:
+        paths = [r['mount_path'] for r in records.values()
+                 if r.get('guest_mount') and any(m['target'] == r['mount_path'] for m in state.guest_mounts_of(r['tag']))]
+        access = state.agent.accessible_many(paths) if paths else {}
     for model in sorted(records):
         rec = records[model]
         tag = rec['tag']
@@ -117,7 +122,7 @@ def report(state, vm_name, host_volume_status=None):
                 elif not mounted:
                     reasons.append('not_mounted_in_guest')
                 else:
-                    accessible, _detail = state.agent.accessible(rec['mount_path'])
+                    accessible = access.get(rec['mount_path'], False)
                     if not accessible:
                         reasons.append('stale_guest_mount')
                 if rec.get('persist') and in_fstab is False:
@@ -141,6 +146,10 @@ def report(state, vm_name, host_volume_status=None):
         entries.append(entry)
     recorded_tags = set(r['tag'] for r in records.values())
     orphans = []
+    for entry in entries:
+        if state.active and not entry['device_live'] and not entry['device_config']:
+            orphans.append({'vm': vm_name, 'kind': 'record_without_device', 'where': 'record',
+                            'tag': entry['tag'], 'model': entry['model'], 'source': None})
     for where, devices in (('live', state.live_devices), ('config', state.config_devices)):
         for dev in devices:
             if _spec.is_our_tag(dev['tag']) and dev['tag'] not in recorded_tags:

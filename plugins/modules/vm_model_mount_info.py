@@ -159,7 +159,10 @@ mounts:
       type: bool
       sample: true
 orphans:
-  description: virtiofs devices of this collection (tag C(aim-...)) that have no record.
+  description:
+    - Devices of this collection (virtiofs tag C(aim-...)) that have no record (RV(orphans[].kind=device_without_record),
+      in the live or the persistent XML), and records of a running VM with no device at all
+      (RV(orphans[].kind=record_without_device)).
   returned: always
   type: list
   elements: dict
@@ -209,7 +212,12 @@ def collect(conn, vm, model, mount_root, agent_timeout):
         return host_cache[point]
 
     for domain in domains:
-        state = _state.VmState(domain, _guest.Agent(domain, agent_timeout))
+        try:
+            state = _state.VmState(domain, _guest.Agent(domain, agent_timeout))
+        except _libvirt.VirtError as exc:
+            if exc.code == _libvirt.ERR_NO_DOMAIN:
+                continue  # undefined while we looked: it has no mounts any more
+            raise
         entries, strays = _state.report(state, domain.name, host_status)
         if model:
             entries = [e for e in entries if e['model'] == model]

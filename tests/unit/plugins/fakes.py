@@ -26,6 +26,7 @@ class FakeGuest:
         self.mounts = [('proc', '/proc', 'proc', 'rw'), ('/dev/vda', '/persist', 'ext4', 'rw')]
         self.files = {'/etc/fstab': '# static\n/dev/vda /persist ext4 rw 0 0\n'}
         self.busy = set()
+        self.stale = set()
         self.fail_mount = None
         self.reachable = True
         self.argvs = []
@@ -50,7 +51,11 @@ class FakeGuest:
             self.files[argv[-1]] = self.files.pop(argv[-2])
             return 0, '', ''
         if cmd == 'ls':
-            return 0, argv[-1] + '\n', ''
+            paths = [a for a in argv[1:] if not a.startswith('-')]
+            dead = [p for p in paths if p.rstrip('/.') in self.stale]
+            out = ''.join(p + '\n' for p in paths if p not in dead)
+            err = ''.join('ls: %s: Transport endpoint is not connected\n' % p for p in dead)
+            return (2 if dead else 0), out, err
         if cmd == 'mount':
             opts, tag, path = argv[4], argv[5], argv[6]
             if self.fail_mount:

@@ -98,3 +98,32 @@ def test_report_statuses():
     dom.active = False
     entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
     assert entries[0]['status'] == 'pending'
+
+
+def test_report_stale_mount_and_record_without_device():
+    dom = FakeDomain()
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
+    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
+    dom.live = [('aim-m-1', '/src')]
+    dom.config = [('aim-m-1', '/src')]
+    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
+    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    dom.guest.stale.add('/mnt/m')
+    agent = _guest.Agent(dom)
+    entries, orphans = _state.report(_state.VmState(dom, agent), 'vm1')
+    assert entries[0]['status'] == 'degraded' and entries[0]['reasons'] == ['stale_guest_mount']
+    assert entries[0]['guest_mounted'] is True and entries[0]['guest_accessible'] is False
+    assert orphans == []
+    dom.live, dom.config = [], []
+    entries, orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
+    assert set(entries[0]['reasons']) >= set(['device_missing_live', 'device_missing_config'])
+    assert orphans[0]['kind'] == 'record_without_device' and orphans[0]['model'] == 'm'
+
+
+def test_accessible_many_one_command():
+    dom = FakeDomain()
+    dom.guest.stale.add('/mnt/b')
+    agent = _guest.Agent(dom)
+    assert agent.accessible_many(['/mnt/a', '/mnt/b']) == {'/mnt/a': True, '/mnt/b': False}
+    assert agent.round_trips == 2
