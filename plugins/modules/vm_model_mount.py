@@ -528,12 +528,14 @@ class Runner:
                      lambda: self.mount_volume(client, desired),
                      undo_text='host volume %s stays mounted at %s (shared by all VMs of this host)'
                      % (desired['volume'], point))
-        source_dir = os.path.join(point, desired['source_path'])
+        # The model's real directory: known now when the volume is up, else once the step above mounted it.
+        resolved = {'dir': os.path.join(point, desired['source_path'])}
         if host_state == 'mounted':
-            source_dir = self.resolve_source(point, desired)
+            resolved['dir'] = self.resolve_source(point, desired)
         else:
             self.add('check that model %s exists at %s in volume %s' % (model, desired['source_path'], desired['volume']),
-                     lambda: self.resolve_source(point, desired))
+                     lambda: resolved.update(dir=self.resolve_source(point, desired)))
+        source_dir = resolved['dir']
         if self.params['warmup']:
             self.add('warm up %s in the host cache' % desired['source_path'],
                      lambda: _juicefs.warmup(client, os.path.join(point, desired['source_path'])))
@@ -554,7 +556,8 @@ class Runner:
                 state.guest_mounts = [m for m in state.guest_mounts if m not in mounted_old]
 
         # The device: live and persistent.
-        device_xml = _libvirt.filesystem_xml(source_dir, tag, desired['cache'])
+        def device_xml():
+            return _libvirt.filesystem_xml(resolved['dir'], tag, desired['cache'])
         want_config = state.persistent and (desired['persist'] or not running)
         cache_mode = _libvirt.CACHE_MODES.get(desired['cache'])
         live_dev = state.device(tag) if running else None
@@ -566,12 +569,19 @@ class Runner:
         if running and len(state.devices_with_tag(tag)) > 1:
             raise MountFailed('%s has %d live devices with tag %s; unmount the model (state=absent) and mount it again'
                               % (self.where(), len(state.devices_with_tag(tag)), tag))
-        detach_live = running and stale(live_dev)
+        # A device whose data path is broken (the host volume died, or the guest cannot read the mount) is
+        # replaced: remounting the host volume alone does not heal virtiofsd, a new device does.
+        broken = host_state == 'dead'
+        here = [m for m in state.guest_mounts_of(tag) if m['target'] == path] if running else []
+        if here and live_dev is not None and not broken:
+            broken = not agent.accessible_many([path]).get(path, False)
+        detach_live = running and live_dev is not None and (stale(live_dev) or broken)
         detach_cfg = cfg_dev is not None and (stale(cfg_dev) or not want_config)
-        if detach_live:
-            for entry in state.guest_mounts_of(tag):
-                self.add('unmount the stale %s from %s in the guest' % (tag, entry['target']),
-                         lambda target=entry['target']: agent.umount(target))
+        if running and (detach_live or live_dev is None):
+            # Guest mounts of a device that is gone or about to go are dead: clear them first.
+            for entry in reversed(state.guest_mounts_of(tag)):
+                self.add('unmount the %s %s from %s in the guest' % ('broken' if broken else 'stale', tag, entry['target']),
+                         lambda target=entry['target']: self.guest_umount(agent, target, True))
             state.guest_mounts = [m for m in (state.guest_mounts or []) if m['source'] != tag]
         if detach_live or detach_cfg:
             old_xml = _libvirt.filesystem_xml((live_dev or cfg_dev)['source'] if detach_live else cfg_dev['source'], tag)
@@ -583,8 +593,8 @@ class Runner:
         attach_cfg = want_config and (cfg_dev is None or detach_cfg)
         if attach_live or attach_cfg:
             self.add('attach virtiofs device %s for %s (%s)' % (tag, desired['source_path'], _where(attach_live, attach_cfg)),
-                     lambda: self.attach(domain, device_xml, tag, attach_live, attach_cfg),
-                     lambda: self.detach(domain, device_xml, tag, attach_live, attach_cfg),
+                     lambda: self.attach(domain, device_xml(), tag, attach_live, attach_cfg),
+                     lambda: self.detach(domain, device_xml(), tag, attach_live, attach_cfg),
                      'detached device %s (%s)' % (tag, _where(attach_live, attach_cfg)))
 
         # The guest side.

@@ -280,3 +280,37 @@ def test_password_never_in_output_or_records(domain, host, run_module):
     result = run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], meta_password=None)), diff=True)
     text = json.dumps(result) + json.dumps(domain.meta) + json.dumps(domain.guest.files) + repr(domain.guest.argvs)
     assert 's3cr3t-pw' not in text
+
+
+def test_stale_guest_mount_is_healed_with_a_new_device(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.guest.stale.add('/mnt/models/m1')
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    actions = ' | '.join(result['actions'])
+    assert 'unmount the broken' in actions and 'detach the outdated device' in actions and 'attach virtiofs' in actions
+    assert ('detach', True, False) in domain.calls, 'only the live device is replaced'
+    assert len(domain.live) == 1 and len(domain.config) == 1
+    assert guest_targets(domain) == ['/mnt/models/m1']
+
+
+def test_device_detached_by_hand_leaves_dead_guest_mount(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.live = []          # virsh detach-device --live: the guest keeps a dead mount
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    assert result['actions'][0].startswith('unmount the stale')
+    assert ('attach', True, False) in domain.calls
+    assert guest_targets(domain) == ['/mnt/models/m1'] and len(domain.live) == 1
+
+
+def test_dead_host_volume_is_remounted_and_device_replaced(domain, host, run_module, monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+    run_module(vm_model_mount, ARGS)
+    host.state['/var/lib/aimodel/volumes/labvol/ro'] = 'dead'
+    monkeypatch.setattr(_juicefs, 'lazy_unmount', lambda point: host.state.pop(point))
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    assert any('remount the dead host volume' in a for a in result['actions'])
+    assert any('detach the outdated device' in a for a in result['actions'])
+    assert host.state['/var/lib/aimodel/volumes/labvol/ro'] == 'mounted'
