@@ -314,3 +314,35 @@ def test_dead_host_volume_is_remounted_and_device_replaced(domain, host, run_mod
     assert any('remount the dead host volume' in a for a in result['actions'])
     assert any('detach the outdated device' in a for a in result['actions'])
     assert host.state['/var/lib/aimodel/volumes/labvol/ro'] == 'mounted'
+
+
+@pytest.mark.parametrize('prepare', ['running', 'stopped'])
+def test_check_mode_absent_and_stopped_change_nothing(domain, host, run_module, prepare):
+    run_module(vm_model_mount, ARGS)
+    if prepare == 'stopped':
+        domain.active = False
+        domain.live = []
+    before = snapshot(domain)
+    calls = len(domain.calls)
+    result = run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'absent'}, check=True, diff=True)
+    assert result['changed'] is True and result['actions']
+    assert result['diff']['before']['model'] == 'm1' and result['diff']['after'] == {}
+    assert snapshot(domain) == before and len(domain.calls) == calls
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/srv/other'), check=True)
+    assert result['changed'] is True
+    assert snapshot(domain) == before and len(domain.calls) == calls
+
+
+def test_lock_timeout_changes_nothing(domain, host, run_module, tmp_path):
+    import fcntl
+    import os
+    lock_dir = tmp_path / 'locks'
+    lock_dir.mkdir()
+    fd = os.open(str(lock_dir / ('vm-%s.lock' % domain.uuid)), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        result = run_module(vm_model_mount, dict(ARGS, lock_timeout=1))
+    finally:
+        os.close(fd)
+    assert result['failed'] and 'lock_timeout' in result['msg']
+    assert domain.calls == []

@@ -2,7 +2,7 @@
 # Copyright (c) aimodel.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Append every process's argv to a file every 20 ms for N seconds (to look for leaked secrets)."""
+"""Collect every process's argv every 20 ms until STOPFILE exists or N seconds passed (to look for leaked secrets)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
@@ -13,11 +13,11 @@ import time
 
 
 def main():
-    seconds, out = float(sys.argv[1]), sys.argv[2]
+    seconds, out, stop = float(sys.argv[1]), sys.argv[2], sys.argv[3]
     deadline = time.monotonic() + seconds
     samples = 0
     seen = set()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not os.path.exists(stop):
         for pid in os.listdir('/proc'):
             if not pid.isdigit():
                 continue
