@@ -160,9 +160,9 @@ mounts:
       sample: true
 orphans:
   description:
-    - Devices of this collection (virtiofs tag C(aim-...)) that have no record (RV(orphans[].kind=device_without_record),
+    - Devices of this collection (virtiofs tag C(aim-...)) that have no record (kind V(device_without_record),
       in the live or the persistent XML), and records of a running VM with no device at all
-      (RV(orphans[].kind=record_without_device)).
+      (kind V(record_without_device)).
   returned: always
   type: list
   elements: dict

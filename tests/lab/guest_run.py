@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Run a command inside the lab guest through qemu-guest-agent (no shell, argv only).
 
 Usage:
@@ -112,7 +112,7 @@ def run(uri, vm, argv, timeout, input_data=None):
             stream.flush()
     for key in ("out-truncated", "err-truncated"):
         if status.get(key):
-            print(f"guest_run: guest {key.split('-')[0]}put was truncated by qemu-ga", file=sys.stderr)
+            print(f"guest_run: guest {key.split('-', maxsplit=1)[0]}put was truncated by qemu-ga", file=sys.stderr)
     if "signal" in status:
         return 128 + int(status["signal"])
     return int(status.get("exitcode", 0))

@@ -308,7 +308,7 @@ def test_dead_host_volume_is_remounted_and_device_replaced(domain, host, run_mod
     from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
     run_module(vm_model_mount, ARGS)
     host.state['/var/lib/aimodel/volumes/labvol/ro'] = 'dead'
-    monkeypatch.setattr(_juicefs, 'lazy_unmount', lambda point: host.state.pop(point))
+    monkeypatch.setattr(_juicefs, 'lazy_unmount', host.state.pop)
     result = run_module(vm_model_mount, ARGS)
     assert result['changed'] is True
     assert any('remount the dead host volume' in a for a in result['actions'])
