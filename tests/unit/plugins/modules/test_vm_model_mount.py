@@ -346,3 +346,14 @@ def test_lock_timeout_changes_nothing(domain, host, run_module, tmp_path):
         os.close(fd)
     assert result['failed'] and 'lock_timeout' in result['msg']
     assert domain.calls == []
+
+
+def test_volume_secrets_from_environment(domain, host, run_module, monkeypatch):
+    monkeypatch.setenv('AIMODEL_META_URL', 'redis://127.0.0.1:16379/1')
+    monkeypatch.setenv('AIMODEL_META_PASSWORD', 'env-secret')
+    monkeypatch.setenv('LIBVIRT_DEFAULT_URI', 'qemu:///system')
+    result = run_module(vm_model_mount, dict(ARGS, volume={'name': 'labvol'}))
+    assert result['changed'] is True, result
+    assert host.mount_calls[0]['meta_url'] == 'redis://127.0.0.1:16379/1'
+    assert host.mount_calls[0]['password'] == 'env-secret'
+    assert 'env-secret' not in json.dumps(result)
