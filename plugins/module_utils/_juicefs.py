@@ -61,13 +61,17 @@ def mount_table(path='/proc/self/mountinfo'):
     return table
 
 
-def _stat_with_timeout(path, timeout):
-    """os.stat in a thread: a hung FUSE mount must not hang the module. Returns an errno or 0."""
+def _statfs_with_timeout(path, timeout):
+    """statfs in a thread: a hung FUSE mount must not hang the module. Returns an errno or 0.
+
+    statfs always reaches the FUSE daemon; a stat can be answered from the kernel's attribute cache for
+    a second after the last access, even when the daemon is dead.
+    """
     outcome = {}
 
     def probe():
         try:
-            os.stat(path)
+            os.statvfs(path)
             outcome['errno'] = 0
         except OSError as exc:
             outcome['errno'] = exc.errno or errno.EIO
@@ -88,7 +92,7 @@ def status(point, volume_name=None, timeout=5.0):
     fstype, source = entry
     if fstype != FSTYPE or (volume_name and source != 'JuiceFS:%s' % volume_name):
         return 'foreign'
-    return 'mounted' if _stat_with_timeout(point, timeout) == 0 else 'dead'
+    return 'mounted' if _statfs_with_timeout(point, timeout) == 0 else 'dead'
 
 
 def describe(point):

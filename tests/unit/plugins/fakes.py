@@ -50,12 +50,13 @@ class FakeGuest:
         if cmd == 'mv':
             self.files[argv[-1]] = self.files.pop(argv[-2])
             return 0, '', ''
-        if cmd == 'ls':
-            paths = [a for a in argv[1:] if not a.startswith('-')]
-            dead = [p for p in paths if p.rstrip('/.') in self.stale]
+        if cmd == 'stat':
+            paths = argv[4:]
+            dead = [p for p in paths if p in self.stale]
             out = ''.join(p + '\n' for p in paths if p not in dead)
-            err = ''.join('ls: %s: Transport endpoint is not connected\n' % p for p in dead)
-            return (2 if dead else 0), out, err
+            err = ''.join("stat: can't read file system information for '%s': Transport endpoint is not connected\n" % p
+                          for p in dead)
+            return (1 if dead else 0), out, err
         if cmd == 'mount':
             opts, tag, path = argv[4], argv[5], argv[6]
             if self.fail_mount:
