@@ -453,12 +453,14 @@ class Runner:
                     step.do()
                     done.append(step)
             except Exception as exc:  # pylint: disable=broad-except
-                rolled, left = self.rollback(done)
+                rolled, kept, left = self.rollback(done)
                 detail = str(exc)
                 msg = '%s: %s failed: %s.' % (self.where(), step.text, detail)
                 if done:
                     msg += ' Done before the failure: %s.' % '; '.join(s.text for s in done)
                 msg += ' Rolled back: %s.' % ('; '.join(rolled) if rolled else 'nothing was left to roll back')
+                if kept:
+                    msg += ' Kept on purpose: %s.' % '; '.join(kept)
                 if left:
                     msg += ' NOT rolled back (fix by hand or re-run): %s.' % '; '.join(left)
                 raise MountFailed(msg)
@@ -472,18 +474,19 @@ class Runner:
         return result
 
     def rollback(self, done):
-        rolled, left = [], []
+        """Undo the done steps in reverse order: (rolled back, kept on purpose, failed to roll back)."""
+        rolled, kept, left = [], [], []
         for step in reversed(done):
             if step.undo is None:
                 if step.undo_text:
-                    left.append(step.undo_text)
+                    kept.append(step.undo_text)
                 continue
             try:
                 step.undo()
                 rolled.append(step.undo_text or 'undo of "%s"' % step.text)
             except Exception as exc:  # pylint: disable=broad-except
                 left.append('%s (%s)' % (step.undo_text or step.text, exc))
-        return rolled, left
+        return rolled, kept, left
 
     # --- state: mounted ---------------------------------------------------------------------------
     def plan_mounted(self, domain, agent, state):

@@ -68,10 +68,69 @@ EXAMPLES = r'''
 
 RETURN = r'''
 mounts:
-  description: One entry per recorded mount.
+  description:
+    - One entry per recorded mount. The sample shows one of each status.
   returned: always
   type: list
   elements: dict
+  sample:
+    - vm: inference-01
+      model: all-minilm-l6-v2
+      volume: models
+      source_path: models/all-minilm-l6-v2
+      mount_path: /mnt/models/all-minilm-l6-v2
+      tag: aim-all-minilm-l6-v2-d2ab480c
+      read_only: true
+      persist: true
+      guest_mount: true
+      cache: auto
+      created: '2026-11-23T22:40:00Z'
+      updated: '2026-11-23T22:40:00Z'
+      status: mounted
+      reasons: []
+      device_live: true
+      device_config: true
+      guest_mounted: true
+      guest_accessible: true
+      in_fstab: true
+    - vm: inference-01
+      model: llama-3-8b
+      volume: models
+      source_path: models/llama-3-8b
+      mount_path: /srv/models/llama
+      tag: aim-llama-3-8b-5e1f0c2a
+      read_only: true
+      persist: false
+      guest_mount: true
+      cache: auto
+      created: '2026-11-23T22:41:00Z'
+      updated: '2026-11-23T22:41:00Z'
+      status: degraded
+      reasons: [not_mounted_in_guest]
+      device_live: true
+      device_config: false
+      guest_mounted: false
+      guest_accessible: null
+      in_fstab: false
+    - vm: batch-07
+      model: all-minilm-l6-v2
+      volume: models
+      source_path: models/all-minilm-l6-v2
+      mount_path: /mnt/models/all-minilm-l6-v2
+      tag: aim-all-minilm-l6-v2-d2ab480c
+      read_only: true
+      persist: true
+      guest_mount: true
+      cache: auto
+      created: '2026-11-23T22:42:00Z'
+      updated: '2026-11-23T22:42:00Z'
+      status: pending
+      reasons: [vm_stopped]
+      device_live: false
+      device_config: true
+      guest_mounted: null
+      guest_accessible: null
+      in_fstab: null
   contains:
     vm:
       description: Name of the VM.
@@ -132,9 +191,17 @@ mounts:
       sample: mounted
     reasons:
       description:
-        - Why the mount is not V(mounted). Values include V(vm_stopped), V(device_missing_live),
-          V(device_missing_config), V(not_mounted_in_guest), V(stale_guest_mount), V(guest_unreachable),
-          V(fstab_missing) and V(host_volume_dead).
+        - Why the mount is not V(mounted), each a stable word a playbook can test for.
+        - V(vm_stopped) the VM is not running (status V(pending)).
+        - V(device_missing_live) or V(device_missing_config) the virtiofs device is not in the live or persistent XML.
+        - V(not_mounted_in_guest) the guest's mount table lacks it (after a reboot without the fstab line, or a
+          manual umount).
+        - V(stale_guest_mount) the guest lists it but cannot read it (Transport endpoint is not connected).
+        - V(guest_unreachable) the guest agent does not answer, so the guest side is unknown.
+        - V(fstab_missing) a persistent mount has no line in the guest's fstab (it will not come back after a reboot).
+        - V(host_volume_dead) the volume's client on the host died or something else is mounted there.
+        - Running M(aimodel.kvm.vm_model_mount) again with the same arguments repairs every reason but
+          V(guest_unreachable) and V(vm_stopped).
       type: list
       elements: str
       sample: [not_mounted_in_guest]

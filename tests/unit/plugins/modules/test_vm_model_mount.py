@@ -357,3 +357,10 @@ def test_volume_secrets_from_environment(domain, host, run_module, monkeypatch):
     assert host.mount_calls[0]['meta_url'] == 'redis://127.0.0.1:16379/1'
     assert host.mount_calls[0]['password'] == 'env-secret'
     assert 'env-secret' not in json.dumps(result)
+
+
+def test_rollback_message_keeps_the_shared_host_volume(domain, host, run_module):
+    domain.guest.fail_mount = 'Permission denied'
+    result = run_module(vm_model_mount, ARGS)
+    assert 'Kept on purpose: host volume labvol stays mounted' in result['msg']
+    assert 'NOT rolled back' not in result['msg']
