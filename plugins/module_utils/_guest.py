@@ -59,7 +59,11 @@ class Agent:
         try:
             answer = self.domain.agent_command(json.dumps(request), int(timeout or self.timeout))
         except Exception as exc:  # the boundary raises VirtError; keep this module free of libvirt
-            raise GuestError('guest agent of VM %s did not answer %s: %s' % (self.domain.name, execute, exc),
+            text = str(exc)
+            if 'command failed' in text.lower() and 'not responding' not in text.lower():
+                # The agent answered with an error of the guest (a file it cannot open, a command it cannot run).
+                raise GuestError('in VM %s, %s failed: %s' % (self.domain.name, execute, text))
+            raise GuestError('guest agent of VM %s did not answer %s: %s' % (self.domain.name, execute, text),
                              unreachable=True)
         try:
             return json.loads(answer).get('return')
@@ -134,9 +138,18 @@ class Agent:
         """The guest's mount table (/proc/mounts) as a list of dicts."""
         return parse_mounts(self.check(['cat', '/proc/mounts'], 'reading the mount table').out)
 
+    def make_dirs(self, path):
+        """mkdir -p; returns the directories it created (so a rollback can remove exactly those)."""
+        result = self.check(['mkdir', '-p', '-v', path], 'creating the mount point %s' % path)
+        return re.findall(r"created directory:? '([^']+)'", result.out)
+
+    def remove_dirs(self, created):
+        """rmdir what make_dirs created, deepest first (only empty directories go)."""
+        if created:
+            self.check(['rmdir'] + [d.rstrip('/') or '/' for d in reversed(created)], 'removing %s' % created[0])
+
     def mount_virtiofs(self, tag, path, read_only, wait=30.0):
-        """mkdir -p and mount, retrying while the guest discovers a freshly hot-plugged device."""
-        self.check(['mkdir', '-p', path], 'creating %s' % path)
+        """Mount (the mount point exists), retrying while the guest discovers a freshly hot-plugged device."""
         argv = ['mount', '-t', FSTYPE, '-o', 'ro' if read_only else 'rw', tag, path]
         deadline = time.monotonic() + wait
         delay = 0.1

@@ -85,6 +85,11 @@ def validate_volume_name(value):
     return validate_name('volume.name', value, VOLUME_MAX_LEN)
 
 
+# Guest paths: portable file name characters only. No shell or glob metacharacter, no quote, no
+# look-alike letter from another script, nothing fstab would need to escape.
+_MOUNT_PATH_RE = re.compile(r'^[A-Za-z0-9._@+,=:/-]+$')
+
+
 def _components(field, value):
     parts = []
     for part in value.split('/'):
@@ -92,6 +97,8 @@ def _components(field, value):
             continue
         if part == '..':
             raise SpecError(field, 'must not contain "..": %s' % _printable(value))
+        if part.endswith('.'):
+            raise SpecError(field, 'must not have a path component ending with ".": %s' % _printable(value))
         if len(part.encode('utf-8')) > COMPONENT_MAX_LEN:
             raise SpecError(field, 'has a path component longer than %d bytes' % COMPONENT_MAX_LEN)
         parts.append(part)
@@ -113,6 +120,9 @@ def normalize_mount_path(value, field='mount_path'):
         raise SpecError(field, 'must not contain white space: %s' % _printable(value))
     if '\\' in value:
         raise SpecError(field, 'must not contain a backslash: %s' % _printable(value))
+    if not _MOUNT_PATH_RE.match(value):
+        raise SpecError(field, 'may contain only letters a-z and A-Z, digits and . _ - + @ , = : / (no shell '
+                               'metacharacters, quotes or non-ASCII look-alikes): %s' % _printable(value))
     normalized = '/' + '/'.join(_components(field, value))
     if normalized in SYSTEM_DIRS or re.match(r'^/lib[^/]*$', normalized):
         raise SpecError(field, 'must not be the system directory %s' % normalized)

@@ -559,6 +559,13 @@ class Runner:
                 state.guest_mounts = [m for m in state.guest_mounts if m not in mounted_old]
 
         # The device: live and persistent.
+        # The mount point first: a path the guest cannot use (a file, a read-only place) fails before any device.
+        if running and desired['guest_mount'] and not [m for m in state.guest_mounts_of(tag) if m['target'] == path]:
+            created = []
+            self.add('create the mount point %s in the guest' % path,
+                     lambda: created.extend(agent.make_dirs(path)),
+                     lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
+
         def device_xml():
             return _libvirt.filesystem_xml(resolved['dir'], tag, desired['cache'])
         want_config = state.persistent and (desired['persist'] or not running)

@@ -26,6 +26,7 @@ class FakeGuest:
         self.mounts = [('proc', '/proc', 'proc', 'rw'), ('/dev/vda', '/persist', 'ext4', 'rw')]
         self.files = {'/etc/fstab': '# static\n/dev/vda /persist ext4 rw 0 0\n'}
         self.busy = set()
+        self.dirs = set(['/mnt', '/persist', '/etc'])
         self.stale = set()
         self.fail_mount = None
         self.reachable = True
@@ -44,6 +45,20 @@ class FakeGuest:
                 return 0, self.files[argv[1]], ''
             return 1, '', 'cat: can\'t open \'%s\': No such file or directory\n' % argv[1]
         if cmd == 'mkdir':
+            path = argv[-1]
+            if path in self.files:
+                return 1, '', "mkdir: can't create directory '%s': File exists\n" % path
+            created = []
+            parts = path.strip('/').split('/')
+            for index in range(len(parts)):
+                sub = '/' + '/'.join(parts[:index + 1])
+                if sub not in self.dirs:
+                    self.dirs.add(sub)
+                    created.append(sub)
+            return 0, ''.join("created directory: '%s'\n" % d for d in created), ''
+        if cmd == 'rmdir':
+            for path in argv[1:]:
+                self.dirs.discard(path)
             return 0, '', ''
         if cmd == 'readlink':
             return 0, argv[-1] + '\n', ''

@@ -127,3 +127,19 @@ def test_accessible_many_one_command():
     agent = _guest.Agent(dom)
     assert agent.accessible_many(['/mnt/a', '/mnt/b']) == {'/mnt/a': True, '/mnt/b': False}
     assert agent.round_trips == 2
+
+
+def test_agent_error_answer_is_not_unreachable():
+    class Refusing:
+        name = 'vm1'
+
+        @staticmethod
+        def agent_command(_json, _timeout):
+            raise RuntimeError("internal error: unable to execute QEMU agent command 'guest-file-open': "
+                               "Guest agent command failed, error was 'Read-only file system'")
+    try:
+        _guest.Agent(Refusing()).command('guest-file-open', {'path': '/x', 'mode': 'w'})
+    except _guest.GuestError as exc:
+        assert not exc.unreachable and 'Read-only file system' in str(exc)
+    else:
+        raise AssertionError('no error')

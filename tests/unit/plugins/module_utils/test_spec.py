@@ -123,3 +123,11 @@ def test_split_meta_url_refused_and_masked(url):
 def test_mask():
     assert _spec.mask_meta_url('redis://:secret@h/1') == 'redis://:****@h/1'
     assert _spec.mask_meta_url('weird:secret@h') == 'weird:****@h'
+
+
+@pytest.mark.parametrize('raw', ['/mnt/a;b', '/mnt/a|b', '/mnt/a&b', '/mnt/$(id)', '/mnt/`id`', '/mnt/a*', '/mnt/a?',
+                                 "/mnt/a'b", '/mnt/a"b', '/mnt/m\u043edels', '/mnt/x.', '/mnt/...', '/mnt/a>b'])
+def test_mount_path_hostile_characters(raw):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.normalize_mount_path(raw)
+    assert err.value.field == 'mount_path'

@@ -364,3 +364,17 @@ def test_rollback_message_keeps_the_shared_host_volume(domain, host, run_module)
     result = run_module(vm_model_mount, ARGS)
     assert 'Kept on purpose: host volume labvol stays mounted' in result['msg']
     assert 'NOT rolled back' not in result['msg']
+
+
+def test_mount_point_that_is_a_file_fails_before_any_device(domain, host, run_module):
+    domain.guest.files['/srv/blocker'] = 'x'
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/srv/blocker'))
+    assert result['failed'] and 'File exists' in result['msg']
+    assert not [c for c in domain.calls if c[0] == 'attach']
+
+
+def test_rollback_removes_only_the_directories_it_created(domain, host, run_module):
+    domain.guest.fail_mount = 'Permission denied'
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/new/deep/m1'))
+    assert result['failed'] and 'removed the directories it created' in result['msg']
+    assert domain.guest.dirs == set(['/mnt', '/persist', '/etc'])
