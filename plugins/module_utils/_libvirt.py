@@ -11,6 +11,8 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import glob
+import os
 import re
 import time
 import traceback
@@ -142,6 +144,30 @@ class Domain:
         """Write our metadata element (``None`` removes it)."""
         self._call('write the metadata of', self._dom.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
                    xml_text, KEY if xml_text is not None else None, NAMESPACE, _flags(live, config))
+
+    def backend_alive(self, alias, run_dir='/run/libvirt/qemu'):
+        """Whether the virtiofsd that libvirt started for the device with this alias still runs: True, False,
+        or None when it cannot be told (another libvirt layout, a session URI, no alias).
+
+        Checked on the host, never through the guest: a guest process that touches a virtiofs mount whose
+        virtiofsd died hangs for good, and holds the device so that it cannot be detached.
+        """
+        if not alias:
+            return None
+        try:
+            dom_id = self._dom.ID()
+        except libvirt.libvirtError:
+            return None
+        pidfiles = glob.glob(os.path.join(run_dir, '%d-*-%s-fs.pid' % (dom_id, alias)))
+        if len(pidfiles) != 1:
+            return None
+        try:
+            with open(pidfiles[0]) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                return b'virtiofsd' in handle.read()
+        except (IOError, OSError, ValueError):
+            return False
 
     def agent_command(self, command_json, timeout):
         try:

@@ -63,6 +63,13 @@ class VmState:
     def devices_with_tag(self, tag, config=False):
         return [d for d in (self.config_devices if config else self.live_devices) if d['tag'] == tag]
 
+    def backend_alive(self, tag):
+        """Whether the virtiofsd of the live device with this tag runs (None: unknown or no device)."""
+        dev = self.device(tag)
+        if dev is None or not hasattr(self.domain, 'backend_alive'):
+            return None
+        return self.domain.backend_alive(dev['alias'])
+
     def guest_mounts_of(self, tag):
         return [m for m in (self.guest_mounts or []) if m['source'] == tag and m['fstype'] == _guest.FSTYPE]
 
@@ -89,8 +96,10 @@ def report(state, vm_name, host_volume_status=None):
     records = dict(state.records)
     access = {}
     if state.active and state.guest_mounts is not None:
+        # Never probe a mount whose virtiofsd is dead: the probe would hang in the guest for good.
         paths = [r['mount_path'] for r in records.values()
-                 if r.get('guest_mount') and any(m['target'] == r['mount_path'] for m in state.guest_mounts_of(r['tag']))]
+                 if r.get('guest_mount') and state.backend_alive(r['tag']) is not False
+                 and any(m['target'] == r['mount_path'] for m in state.guest_mounts_of(r['tag']))]
         access = state.agent.accessible_many(paths) if paths else {}
     for model in sorted(records):
         rec = records[model]
@@ -114,6 +123,8 @@ def report(state, vm_name, host_volume_status=None):
         else:
             if not live:
                 reasons.append('device_missing_live')
+            elif state.backend_alive(tag) is False:
+                reasons.append('device_backend_dead')
             if rec.get('persist') and state.persistent and not config:
                 reasons.append('device_missing_config')
             if rec.get('guest_mount'):
@@ -121,8 +132,8 @@ def report(state, vm_name, host_volume_status=None):
                     reasons.append('guest_unreachable')
                 elif not mounted:
                     reasons.append('not_mounted_in_guest')
-                else:
-                    accessible = access.get(rec['mount_path'], False)
+                elif rec['mount_path'] in access:
+                    accessible = access[rec['mount_path']]
                     if not accessible:
                         reasons.append('stale_guest_mount')
                 if rec.get('persist') and in_fstab is False:

@@ -304,6 +304,13 @@ SHARED_MEMORY_HINT = (
     "with virtiofsd")
 
 
+BACKEND_DEAD = (
+    '%s: the virtiofsd process of device %s is gone while the guest still mounts it at %s. Any access to that mount, '
+    'even an unmount, hangs in the guest for good and keeps the device from being detached, so nothing was changed. '
+    'Restart the VM (shutdown and start; the persistent configuration brings the device back with a new virtiofsd) '
+    'and run again')
+
+
 class MountFailed(Exception):
     pass
 
@@ -582,6 +589,10 @@ class Runner:
         # A device whose data path is broken (the host volume died, or the guest cannot read the mount) is
         # replaced: remounting the host volume alone does not heal virtiofsd, a new device does.
         broken = host_state == 'dead'
+        backend_dead = running and live_dev is not None and state.backend_alive(tag) is False
+        if backend_dead and state.guest_mounts_of(tag):
+            raise MountFailed(BACKEND_DEAD % (self.where(), tag, ', '.join(m['target'] for m in state.guest_mounts_of(tag))))
+        broken = broken or backend_dead
         here = [m for m in state.guest_mounts_of(tag) if m['target'] == path] if running else []
         if here and live_dev is not None and not broken:
             broken = not agent.accessible_many([path]).get(path, False)
@@ -682,7 +693,15 @@ class Runner:
         return found
 
     def attach(self, domain, device_xml, tag, live, config):
-        domain.attach(device_xml, live, config)
+        try:
+            domain.attach(device_xml, live, config)
+        except _libvirt.VirtError as exc:
+            if live and 'requires shared memory' in str(exc):
+                # The VM's XML has shared memory (checked before): this is libvirt < 9.2 after a libvirtd restart.
+                raise MountFailed('libvirt refused the hot-plug although the VM has shared memory backing: libvirt '
+                                  'before 9.2 forgets it for running VMs once libvirtd restarts (Red Hat bug 2078693). '
+                                  'Restart the VM (shutdown and start) and run again. libvirt said: %s' % exc)
+            raise
         # Confirm in both XMLs: the device must really be there before anything else relies on it.
         if live and not any(d['tag'] == tag for d in _libvirt.filesystems(domain.xml())):
             raise MountFailed('device %s is not in the live XML after attaching it' % tag)
@@ -696,8 +715,9 @@ class Runner:
         # Live (and maybe config) in one call, then wait until the guest has released the device.
         domain.detach(device_xml, live, config)
         if not _libvirt.wait_device_gone(domain, tag, self.params['device_timeout']):
-            raise MountFailed('device %s is still in the live XML %ss after detaching it (the guest did not release '
-                              'it)' % (tag, self.params['device_timeout']))
+            raise MountFailed('device %s is still in the live XML %ss after detaching it: the guest did not release '
+                              'it (a guest process may be stuck on a mount whose virtiofsd died; then only a restart '
+                              'of the VM frees the device)' % (tag, self.params['device_timeout']))
 
     @staticmethod
     def write_records(domain, live_records, config_records):
@@ -722,6 +742,8 @@ class Runner:
                               'uses %s; nothing was changed (start qemu-guest-agent, or use force: true to detach '
                               'anyway): %s' % (self.where(), model, state.guest_error))
         if running and state.guest_mounts is not None:
+            if state.backend_alive(tag) is False and state.guest_mounts_of(tag):
+                raise MountFailed(BACKEND_DEAD % (self.where(), tag, ', '.join(m['target'] for m in state.guest_mounts_of(tag))))
             for entry in reversed(state.guest_mounts_of(tag)):
                 target = entry['target']
                 self.add('unmount %s from %s in the guest%s' % (tag, target, ' (lazily if busy)' if force else ''),
@@ -766,8 +788,18 @@ def _where(live, config):
     return 'live' if live else 'persistent'
 
 
+class _Module(AnsibleModule):
+    """ansible-core reports a dict option that is not a dict without its name ("dictionary requested, could
+    not parse JSON or key=value"); volume is the only dict option, so name it."""
+
+    def fail_json(self, msg=None, **kwargs):  # pylint: disable=arguments-differ
+        if isinstance(msg, str) and msg.startswith('dictionary requested'):
+            msg = 'volume: must be a dictionary (name, meta_url, ...): %s' % msg
+        super(_Module, self).fail_json(msg=msg, **kwargs)
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = _Module(argument_spec=argument_spec(), supports_check_mode=True)
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     try:

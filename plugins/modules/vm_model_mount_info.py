@@ -194,6 +194,8 @@ mounts:
         - Why the mount is not V(mounted), each a stable word a playbook can test for.
         - V(vm_stopped) the VM is not running (status V(pending)).
         - V(device_missing_live) or V(device_missing_config) the virtiofs device is not in the live or persistent XML.
+        - V(device_backend_dead) the virtiofsd process of the device is gone (checked on the host; the guest mount is
+          then not probed, since any access to it would hang in the guest).
         - V(not_mounted_in_guest) the guest's mount table lacks it (after a reboot without the fstab line, or a
           manual umount).
         - V(stale_guest_mount) the guest lists it but cannot read it (Transport endpoint is not connected).

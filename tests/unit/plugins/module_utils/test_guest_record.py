@@ -143,3 +143,17 @@ def test_agent_error_answer_is_not_unreachable():
         assert not exc.unreachable and 'Read-only file system' in str(exc)
     else:
         raise AssertionError('no error')
+
+
+def test_report_dead_backend_is_not_probed():
+    dom = FakeDomain()
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
+    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
+    dom.live = dom.config = [('aim-m-1', '/src')]
+    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
+    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    dom.dead_backends.add('aim-m-1')
+    entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
+    assert entries[0]['reasons'] == ['device_backend_dead'] and entries[0]['guest_accessible'] is None
+    assert not [a for a in dom.guest.argvs if a[0] == 'stat']

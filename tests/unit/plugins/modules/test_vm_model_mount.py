@@ -378,3 +378,41 @@ def test_rollback_removes_only_the_directories_it_created(domain, host, run_modu
     result = run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/new/deep/m1'))
     assert result['failed'] and 'removed the directories it created' in result['msg']
     assert domain.guest.dirs == set(['/mnt', '/persist', '/etc'])
+
+
+def test_volume_not_a_dict_names_the_field(domain, host, run_module):
+    result = run_module(vm_model_mount, dict(ARGS, volume='not-a-dict'))
+    assert result['failed'] and result['msg'].startswith('volume:')
+
+
+@pytest.mark.parametrize('state', ['mounted', 'absent'])
+def test_dead_virtiofsd_under_a_guest_mount_is_never_touched(domain, host, run_module, state):
+    run_module(vm_model_mount, ARGS)
+    domain.dead_backends.add(TAG)
+    domain.guest.argvs = []
+    before = snapshot(domain)
+    args = ARGS if state == 'mounted' else {'vm': 'vm1', 'model': 'm1', 'state': 'absent', 'force': True}
+    result = run_module(vm_model_mount, args)
+    assert result['failed'] and 'Restart the VM' in result['msg'] and 'nothing was changed' in result['msg']
+    assert [a[0] for a in domain.guest.argvs] == ['cat', 'cat'], 'only the mount table and fstab are read'
+    assert snapshot(domain) == before
+
+
+def test_dead_virtiofsd_without_guest_mount_gets_a_new_device(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.dead_backends.add(TAG)
+    domain.guest.mounts = [m for m in domain.guest.mounts if m[2] != 'virtiofs']
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    assert any('detach the outdated device' in a for a in result['actions'])
+    assert guest_targets(domain) == ['/mnt/models/m1']
+
+
+def test_shared_memory_forgotten_by_libvirt_is_explained(domain, host, run_module, monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+
+    def refuse(device_xml, live, config):
+        raise _libvirt.VirtError("cannot attach: unsupported configuration: 'virtiofs' requires shared memory", 67)
+    monkeypatch.setattr(domain, 'attach', refuse)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'libvirtd restarts' in result['msg'] and 'Restart the VM' in result['msg']
