@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Bench helper: run vm_model_mount directly (no ansible-playbook) under cProfile and say where the time went.
+
+Usage: modrun.py MODULE_FILE ARGS_JSON OUT_JSON
+ARGS_JSON holds {"ANSIBLE_MODULE_ARGS": {...}}. OUT_JSON gets: the module's result, its wall time inside
+this process, and the time per layer, counted on the calls the module's orchestration (the module file
+and _state.py) makes into each layer (so nothing is counted twice): libvirt (_libvirt, _record),
+guest (_guest: agent round trips), juicefs (_juicefs), lock (_lock), plus the number of guest agent
+round trips and of libvirt C calls.
+"""
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import runpy
+import sys
+import time
+
+T0 = time.monotonic()
+
+
+def layer(filename):
+    base = os.path.basename(filename)
+    if base in ('_libvirt.py', '_record.py'):
+        return 'libvirt'
+    if base == '_guest.py':
+        return 'guest'
+    if base == '_juicefs.py':
+        return 'juicefs'
+    if base == '_lock.py':
+        return 'lock'
+    return None
+
+
+def main():
+    module_file, args_file, out_file = sys.argv[1:4]
+    sys.argv = [module_file, args_file]
+    stdout = io.StringIO()
+    real_stdout = sys.stdout
+    sys.stdout = stdout
+    prof = cProfile.Profile()
+    start = time.monotonic()
+    prof.enable()
+    try:
+        runpy.run_path(module_file, run_name='__main__')
+    except SystemExit:
+        pass
+    finally:
+        prof.disable()
+        sys.stdout = real_stdout
+    wall = time.monotonic() - start
+    stats = pstats.Stats(prof).stats
+    layers = {'libvirt': 0.0, 'guest': 0.0, 'juicefs': 0.0, 'lock': 0.0}
+    round_trips = 0
+    libvirt_calls = 0
+    for func, (_cc, ncalls, _tt, _ct, callers) in stats.items():
+        filename, _line, name = func
+        if name == 'command' and filename.endswith('_guest.py'):
+            round_trips += ncalls
+        if filename == '~' and ('libvirtmod' in name or 'virDomain' in name or 'virConnect' in name):
+            libvirt_calls += ncalls
+        which = layer(filename)
+        if which is None:
+            continue
+        for caller, edge in callers.items():
+            cfile = os.path.basename(caller[0])
+            if cfile in ('vm_model_mount.py', 'vm_model_mount_info.py', '_state.py'):
+                layers[which] += edge[3]
+    text = stdout.getvalue()
+    try:
+        result = json.loads(text[text.index('{'):])
+    except ValueError:
+        result = {'raw': text}
+    with open(out_file, 'w') as handle:
+        json.dump({'result': result, 'wall': wall, 'since_start': time.monotonic() - T0, 'layers': layers,
+                   'guest_round_trips': round_trips, 'libvirt_c_calls': libvirt_calls}, handle)
+
+
+if __name__ == '__main__':
+    main()
