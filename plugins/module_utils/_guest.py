@@ -20,6 +20,11 @@ FSTYPE = 'virtiofs'
 # Messages of a mount that failed because the guest has not yet discovered the hot-plugged device.
 _NOT_YET_RE = re.compile(r'Invalid argument|No such device|not found|No such file', re.IGNORECASE)
 _BUSY_RE = re.compile(r'busy', re.IGNORECASE)
+# An agent that does not offer the guest-file-* commands (blocked with --block-rpcs, or too old).
+_NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFound|CommandDisabled', re.IGNORECASE)
+# One guest-file-read returns up to this many bytes (qemu-ga allows up to 48 MiB): mount tables and
+# fstabs fit in one read.
+READ_CHUNK = 1048576
 
 
 class GuestError(Exception):
@@ -110,7 +115,33 @@ class Agent:
 
     # --- files ------------------------------------------------------------------------------------
     def read_file(self, path):
-        """The text of a guest file, or None when it does not exist."""
+        """The text of a guest file, or None when it does not exist.
+
+        Read by the agent itself (guest-file-open, -read, -close): no process is started in the guest, which
+        takes a third of the time of a guest-exec of cat (and its guest-exec-status polls) under TCG. An agent
+        without the guest-file-* commands falls back to cat.
+        """
+        try:
+            handle = self.command('guest-file-open', {'path': path, 'mode': 'r'})
+        except GuestError as exc:
+            text = str(exc)
+            if 'No such file or directory' in text:
+                return None
+            if _NO_FILE_OPS_RE.search(text):
+                return self._read_file_with_cat(path)
+            raise
+        chunks = []
+        try:
+            while True:
+                answer = self.command('guest-file-read', {'handle': handle, 'count': READ_CHUNK}) or {}
+                chunks.append(base64.b64decode(answer.get('buf-b64', '')))
+                if answer.get('eof') or not answer.get('count'):
+                    break
+        finally:
+            self.command('guest-file-close', {'handle': handle})
+        return b''.join(chunks).decode('utf-8', 'replace')
+
+    def _read_file_with_cat(self, path):
         result = self.run(['cat', path])
         if result.rc != 0:
             if 'No such file' in result.err:
@@ -136,7 +167,10 @@ class Agent:
     # --- mounts -----------------------------------------------------------------------------------
     def mounts(self):
         """The guest's mount table (/proc/mounts) as a list of dicts."""
-        return parse_mounts(self.check(['cat', '/proc/mounts'], 'reading the mount table').out)
+        text = self.read_file('/proc/mounts')
+        if text is None:
+            raise GuestError('reading the mount table failed in VM %s: /proc/mounts does not exist' % self.domain.name)
+        return parse_mounts(text)
 
     def make_dirs(self, path):
         """mkdir -p; returns the directories it created (so a rollback can remove exactly those)."""

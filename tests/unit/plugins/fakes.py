@@ -30,6 +30,7 @@ class FakeGuest:
         self.stale = set()
         self.fail_mount = None
         self.reachable = True
+        self.no_file_ops = False
         self.argvs = []
 
     def proc_mounts(self):
@@ -107,7 +108,6 @@ class FakeDomain:
         self.config = []
         self.meta = {'live': None, 'config': None}
         self.guest = FakeGuest()
-        self.dead_backends = set()
         self.calls = []
         self._pids = {}
         self._files = {}
@@ -168,12 +168,6 @@ class FakeDomain:
             else:
                 raise _libvirt.VirtError('device not found: no matching filesystem device was found', 99)
 
-    def backend_alive(self, alias):
-        for index, (tag, _source) in enumerate(self.live):
-            if 'fs%d' % index == alias:
-                return tag not in self.dead_backends
-        return None
-
     # metadata
     def get_metadata(self, config=False):
         return self.meta['config' if config else 'live']
@@ -206,15 +200,36 @@ class FakeDomain:
         elif name == 'guest-exec-status':
             result = self._pids[args['pid']]
         elif name == 'guest-file-open':
+            if self.guest.no_file_ops:
+                raise _libvirt.VirtError("internal error: unable to execute QEMU agent command 'guest-file-open': "
+                                         "The command guest-file-open has been disabled for this instance", 1)
             handle = len(self._files) + 1
-            self._files[handle] = [args['path'], b'']
+            if args.get('mode', 'r').startswith('r'):
+                if args['path'] == '/proc/mounts':
+                    data = self.guest.proc_mounts()
+                elif args['path'] in self.guest.files:
+                    data = self.guest.files[args['path']]
+                else:
+                    raise _libvirt.VirtError("internal error: unable to execute QEMU agent command 'guest-file-open': "
+                                             "failed to open file '%s' (mode: 'r'): No such file or directory"
+                                             % args['path'], 1)
+                self._files[handle] = [None, data.encode()]
+            else:
+                self._files[handle] = [args['path'], b'']
             result = handle
+        elif name == 'guest-file-read':
+            data = self._files[args['handle']][1]
+            count = args.get('count', 4096)
+            chunk, self._files[args['handle']][1] = data[:count], data[count:]
+            result = {'count': len(chunk), 'buf-b64': base64.b64encode(chunk).decode(),
+                      'eof': not self._files[args['handle']][1]}
         elif name == 'guest-file-write':
             self._files[args['handle']][1] += base64.b64decode(args['buf-b64'])
             result = {'count': 0}
         elif name == 'guest-file-close':
             path, data = self._files.pop(args['handle'])
-            self.guest.files[path] = data.decode()
+            if path is not None:
+                self.guest.files[path] = data.decode()
             result = {}
         else:
             raise AssertionError('unexpected agent command %s' % name)
