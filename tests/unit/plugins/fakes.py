@@ -108,6 +108,7 @@ class FakeDomain:
         self.config = []
         self.meta = {'live': None, 'config': None}
         self.guest = FakeGuest()
+        self.dead_backends = set()
         self.calls = []
         self._pids = {}
         self._files = {}
@@ -167,6 +168,12 @@ class FakeDomain:
                     break
             else:
                 raise _libvirt.VirtError('device not found: no matching filesystem device was found', 99)
+
+    def backend_alive(self, alias):
+        for index, (tag, _source) in enumerate(self.live):
+            if 'fs%d' % index == alias:
+                return tag not in self.dead_backends
+        return None
 
     # metadata
     def get_metadata(self, config=False):

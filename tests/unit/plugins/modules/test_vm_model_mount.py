@@ -394,7 +394,7 @@ def test_dead_virtiofsd_under_a_guest_mount_is_never_touched(domain, host, run_m
     args = ARGS if state == 'mounted' else {'vm': 'vm1', 'model': 'm1', 'state': 'absent', 'force': True}
     result = run_module(vm_model_mount, args)
     assert result['failed'] and 'Restart the VM' in result['msg'] and 'nothing was changed' in result['msg']
-    assert [a[0] for a in domain.guest.argvs] == ['cat', 'cat'], 'only the mount table and fstab are read'
+    assert not [a for a in domain.guest.argvs if a[0] != 'cat'], 'only the mount table and fstab are read'
     assert snapshot(domain) == before
 
 
