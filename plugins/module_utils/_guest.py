@@ -163,6 +163,9 @@ class Agent:
         finally:
             self.command('guest-file-close', {'handle': handle})
         self.check(['mv', '-f', tmp, real], 'replacing %s' % real)
+        # Durable before we record anything: a VM powered off right after the run must not boot with the old file
+        # (the reliability suite saw a removed fstab line come back after a destroy).
+        self.check(['sync'], 'syncing %s to disk' % real)
 
     # --- mounts -----------------------------------------------------------------------------------
     def mounts(self):
