@@ -75,8 +75,8 @@ class Lab:
             with open(proc.results_file) as handle:
                 data = json.load(handle)
         except (OSError, ValueError):
-            raise RuntimeError('ansible-playbook wrote no results (rc %s): %s %s' % (proc.returncode, text[-2000:],
-                                                                                    err.decode()[-2000:]))
+            raise RuntimeError('ansible-playbook wrote no results (rc %s): %s %s'
+                               % (proc.returncode, text[-2000:], err.decode()[-2000:]))
         return data, text, err.decode('utf-8', 'replace')
 
     def module(self, name, args, verbosity=0):

@@ -18,6 +18,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ class Suite:
         for trial in range(self.trials):
             runs = 2 + trial % 3
             procs = [lab.playbook([{'name': 'm', 'aimodel.kvm.vm_model_mount': lab.mount_args('r-same', mount_path='/mnt/r/same'),
-                                    'ignore_errors': True}]) for _ in range(runs)]
+                                    'ignore_errors': True}]) for _run in range(runs)]
             results = [lab.results(p)[0][0] for p in procs]
             ok = all(not r.get('failed') or LOCK_TIMEOUT_WORDS in r.get('msg', '') for r in results)
             changed = sum(1 for r in results if r.get('changed'))
@@ -201,8 +202,9 @@ class Suite:
             if result.get('failed') and field.split('.')[-1] in msg and not result.get('changed'):
                 held += 1
             else:
-                notes.append('%s=%r -> %s' % (field, args.get(field, '')[:40] if isinstance(args.get(field), str) else
-                                               args.get(field), msg[:200] or result))
+                shown = args.get(field)
+                shown = shown[:40] if isinstance(shown, str) else shown
+                notes.append('%s=%r -> %s' % (field, shown, msg[:200] or result))
         same = before == after and not before_problems
         if not same:
             notes.append('the snapshots before and after differ')
@@ -247,7 +249,7 @@ class Suite:
         """Inject a fault; the run ends with success or a clear error (containing ``expect`` when given); after
         it (and a VM restart where the fault leaves no other way), one re-run converges with the invariant held."""
         held, notes = 0, []
-        for _ in range(tries):
+        for _try in range(tries):
             lab = self.lab
             self.clean_start([model])
             if not during:
@@ -292,14 +294,14 @@ class Suite:
             with open(pidfile) as handle:
                 pid = int(handle.read().strip())
             os.kill(pid, 15)
-            for _ in range(100):
+            for _wait in range(100):
                 if not os.path.exists('/proc/%d' % pid):
                     break
                 time.sleep(0.1)
             subprocess.run(['libvirtd', '-d', '-p', pidfile], check=True, stdin=subprocess.DEVNULL, close_fds=True)
-            for _ in range(100):
+            for _wait in range(100):
                 if subprocess.run(['virsh', '-c', lab.uri, 'list'], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL).returncode == 0:
+                                  stderr=subprocess.DEVNULL, check=False).returncode == 0:
                     break
                 time.sleep(0.1)
 
@@ -387,7 +389,7 @@ class Suite:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--trials', type=int, default=10)
     parser.add_argument('--only', default='hostile,races,faults,secrets')
     parser.add_argument('--table', help='write the result table (Markdown) into this file')
@@ -410,8 +412,9 @@ def main():
                          'Produced by `tests/reliability/suite.py --trials %d` against the lab (%s, %d s). The '
                          'invariant checked after every case: every device of ours has a record and every record '
                          'its device (or is pending on a stopped VM); no duplicate tags; the guest\'s mounts and '
-                         'fstab match the records.\n\n%s\n' % (opts.trials, time.strftime('%Y-%m-%d'), elapsed,
-                                                              suite.table()))
+                         'fstab match the records.\n\n%s\n'
+                         % (opts.trials, time.strftime('%Y-%m-%d'), elapsed, suite.table()))
+    shutil.rmtree(lab.work, ignore_errors=True)
     passed = len(suite.rows) - suite.failures
     print('%d passed, %d failed' % (passed, suite.failures))
     return 1 if suite.failures else 0
