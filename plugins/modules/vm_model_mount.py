@@ -531,7 +531,7 @@ class Runner:
                               % (point, _juicefs.describe(point), desired['volume']))
         if host_state == 'dead':
             self.add('remount the dead host volume %s at %s' % (desired['volume'], point),
-                     lambda: (_juicefs.lazy_unmount(point), self.mount_volume(client, desired)))
+                     lambda: self.mount_volume(client, desired, clear_dead=True))
         elif host_state == 'absent':
             self.add('mount volume %s %s on the host at %s'
                      % (desired['volume'], 'read-only' if desired['read_only'] else 'read-write', point),
@@ -565,7 +565,6 @@ class Runner:
                          'mounted %s at %s in the guest again' % (tag, old_path))
                 state.guest_mounts = [m for m in state.guest_mounts if m not in mounted_old]
 
-        # The device: live and persistent.
         # The mount point first: a path the guest cannot use (a file, a read-only place) fails before any device.
         if running and desired['guest_mount'] and not [m for m in state.guest_mounts_of(tag) if m['target'] == path]:
             created = []
@@ -573,6 +572,7 @@ class Runner:
                      lambda: created.extend(agent.make_dirs(path)),
                      lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
 
+        # The device: live and persistent.
         def device_xml():
             return _libvirt.filesystem_xml(resolved['dir'], tag, desired['cache'])
         want_config = state.persistent and (desired['persist'] or not running)
@@ -671,14 +671,17 @@ class Runner:
             after = dict(after or new)
         return current, after
 
-    def mount_volume(self, client, desired):
+    def mount_volume(self, client, desired, clear_dead=False):
         conn = self.volume_conn
         with _lock.Lock('volume-%s-%s' % (desired['volume'], 'ro' if desired['read_only'] else 'rw'),
                         self.params['lock_timeout'], 'volume %s' % desired['volume']):
             point = _juicefs.mountpoint(desired['volume'], desired['read_only'], conn['mount_root'])
-            # Another run may have mounted it while we waited.
-            if _juicefs.status(point, desired['volume']) == 'mounted':
+            # Another run may have mounted (or repaired) it while we waited.
+            current = _juicefs.status(point, desired['volume'])
+            if current == 'mounted':
                 return
+            if current == 'dead' and clear_dead:
+                _juicefs.lazy_unmount(point)
             _juicefs.mount(client, desired['volume'], conn['meta_url'], conn['password'], desired['read_only'],
                            root=conn['mount_root'], cache_dir=conn['cache_dir'], cache_size=conn['cache_size'])
 
