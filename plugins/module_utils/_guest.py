@@ -177,7 +177,7 @@ class Agent:
 
     def make_dirs(self, path):
         """mkdir -p; returns the directories it created (so a rollback can remove exactly those)."""
-        result = self.check(['mkdir', '-p', '-v', path], 'creating the mount point %s' % path)
+        result = self.check(['mkdir', '-p', '-v', path], 'mount_path: creating the mount point %s' % path)
         return re.findall(r"created directory:? '([^']+)'", result.out)
 
     def remove_dirs(self, created):

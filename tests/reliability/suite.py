@@ -177,6 +177,7 @@ class Suite:
             case('mount_path', mount_path='/mnt/`id`'),
             case('mount_path', mount_path="/mnt/a'b"),
             case('mount_path', mount_path=''),
+            case('mount_path', mount_path='/mnt/h/a-file'),
             case('model', model='a/b'),
             case('model', model='x;reboot'),
             case('model', model=''),
@@ -216,6 +217,8 @@ class Suite:
     def hostile(self):
         lab = self.lab
         cases = self.hostile_cases()
+        lab.guest(['mkdir', '-p', '/mnt/h'])
+        lab.guest(['touch', '/mnt/h/a-file'])   # a mount_path that is a file inside the guest
         before_problems, before = lab.invariant()
         tasks = [{'name': 'case %d' % i, 'aimodel.kvm.vm_model_mount': args, 'ignore_errors': True}
                  for i, (_field, args) in enumerate(cases)]
