@@ -14,7 +14,9 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import errno
 import os
+import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -119,9 +121,34 @@ def _scrub(text, secrets):
     return text
 
 
+_DEFAULT_PORTS = {'redis': 6379, 'rediss': 6379, 'postgres': 5432, 'mysql': 3306}
+
+
+def meta_endpoint(meta_url):
+    """(host, port) of a network metadata engine with one address, or None (files, clusters, sockets)."""
+    match = re.match(r'^([a-z0-9]+)://(?:[^@/]*@)?\(?([^/():,@]+)(?::(\d+))?\)?(?:/|$)', meta_url)
+    if not match or match.group(1) not in _DEFAULT_PORTS:
+        return None
+    return match.group(2), int(match.group(3) or _DEFAULT_PORTS[match.group(1)])
+
+
+def check_reachable(meta_url, timeout=5.0):
+    """Fail fast with a clear error when the metadata engine does not accept connections (the client itself
+    retries for more than a minute before it gives up)."""
+    endpoint = meta_endpoint(meta_url)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except (OSError, socket.timeout) as exc:
+        raise VolumeError('volume.meta_url: the metadata engine at %s:%s does not accept connections (%s)'
+                          % (endpoint[0], endpoint[1], exc))
+
+
 def mount(client, volume, meta_url, password, read_only, root=None, cache_dir=None, cache_size=None,
           log_dir=None, timeout=120):
     """Mount the volume at its host mount point (which must not be mounted yet)."""
+    check_reachable(meta_url)
     point = mountpoint(volume, read_only, root)
     os.makedirs(point, mode=0o755, exist_ok=True)
     log_dir = log_dir or DEFAULT_LOG_DIR

@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import socket
+
+import pytest
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+
+
+@pytest.mark.parametrize('url, endpoint', [
+    ('redis://127.0.0.1:16379/1', ('127.0.0.1', 16379)),
+    ('redis://user@db.example:6380/2', ('db.example', 6380)),
+    ('rediss://cache/1', ('cache', 6379)),
+    ('postgres://u@pg:5433/jfs', ('pg', 5433)),
+    ('mysql://u@(my:3307)/jfs', ('my', 3307)),
+    ('mysql://u@(my)/jfs', ('my', 3306)),
+    ('sqlite3:///var/lib/meta.db', None),
+    ('tikv://h1:2379,h2:2379/jfs', None),
+    ('redis://h1,h2:26379/1', None),
+])
+def test_meta_endpoint(url, endpoint):
+    assert _juicefs.meta_endpoint(url) == endpoint
+
+
+def test_unreachable_metadata_fails_fast():
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    listener.close()   # nothing listens there now
+    with pytest.raises(_juicefs.VolumeError) as err:
+        _juicefs.check_reachable('redis://127.0.0.1:%d/1' % port, timeout=2)
+    assert str(err.value).startswith('volume.meta_url:') and str(port) in str(err.value)
+
+
+def test_reachable_metadata_passes():
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(1)
+    try:
+        _juicefs.check_reachable('redis://127.0.0.1:%d/1' % listener.getsockname()[1], timeout=2)
+    finally:
+        listener.close()
