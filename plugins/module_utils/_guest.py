@@ -189,9 +189,7 @@ class Agent:
         """Mount (the mount point exists), retrying while the guest discovers a freshly hot-plugged device."""
         argv = ['mount', '-t', FSTYPE, '-o', 'ro' if read_only else 'rw', tag, path]
         deadline = time.monotonic() + wait
-        # The guest sees a hot-plugged device 0.1-0.3 s after the attach: retry often at first, so that the
-        # mount does not sleep long after the device is there.
-        delay = 0.05
+        delay = 0.1
         while True:
             result = self.run(argv)
             if result.rc == 0:
@@ -201,7 +199,7 @@ class Agent:
                 raise GuestError('mounting %s at %s failed in VM %s (exit %s): %s'
                                  % (tag, path, self.domain.name, result.rc, message), rc=result.rc, stderr=result.err)
             time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 1.0)
 
     def umount(self, path, lazy=False):
         argv = ['umount', '-l', path] if lazy else ['umount', path]
