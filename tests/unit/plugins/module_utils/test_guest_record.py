@@ -15,6 +15,19 @@ from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain
 FSTAB = '# comment\n/dev/vda /persist ext4 rw 0 0\naim-a-1 /mnt/a virtiofs ro,nofail 0 0\n'
 
 
+def mounted_domain():
+    """A fake VM with model m recorded, attached live and persistent, mounted in the guest and in its fstab."""
+    dom = FakeDomain()
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
+    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
+    dom.live = [('aim-m-1', '/src')]
+    dom.config = [('aim-m-1', '/src')]
+    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
+    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    return dom
+
+
 def test_fstab_edit():
     line = _guest.fstab_line('aim-b-2', '/mnt/b', True)
     assert line == 'aim-b-2 /mnt/b virtiofs ro,nofail 0 0'
@@ -76,14 +89,8 @@ def test_filesystem_xml_has_no_readonly():
 
 
 def test_report_statuses():
-    dom = FakeDomain()
-    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
-           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
-    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
-    dom.live = [('aim-m-1', '/src')]
-    dom.config = [('aim-m-1', '/src'), ('aim-stray-2', '/other')]
-    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
-    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    dom = mounted_domain()
+    dom.config = dom.config + [('aim-stray-2', '/other')]
     entries, orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
     assert entries[0]['status'] == 'mounted' and entries[0]['reasons'] == []
     assert orphans == [{'vm': 'vm1', 'kind': 'device_without_record', 'where': 'config', 'tag': 'aim-stray-2',
@@ -101,14 +108,7 @@ def test_report_statuses():
 
 
 def test_report_stale_mount_and_record_without_device():
-    dom = FakeDomain()
-    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
-           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
-    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
-    dom.live = [('aim-m-1', '/src')]
-    dom.config = [('aim-m-1', '/src')]
-    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
-    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    dom = mounted_domain()
     dom.guest.stale.add('/mnt/m')
     agent = _guest.Agent(dom)
     entries, orphans = _state.report(_state.VmState(dom, agent), 'vm1')
@@ -146,13 +146,7 @@ def test_agent_error_answer_is_not_unreachable():
 
 
 def test_report_dead_backend_is_not_probed():
-    dom = FakeDomain()
-    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
-           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
-    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
-    dom.live = dom.config = [('aim-m-1', '/src')]
-    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
-    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    dom = mounted_domain()
     dom.dead_backends.add('aim-m-1')
     entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
     assert entries[0]['reasons'] == ['device_backend_dead'] and entries[0]['guest_accessible'] is None
