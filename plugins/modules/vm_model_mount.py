@@ -163,6 +163,24 @@ notes:
   - The VM must have shared memory backing (C(<memoryBacking><source type='memfd'/><access mode='shared'/>)); adding
     it needs a VM restart.
   - The guest needs qemu-guest-agent and the virtiofs kernel module.
+  - Every failure names the VM and model and leaves nothing half-done. Bad input fails before anything is touched,
+    with the option's name first, for example C(mount_path - must not be the system directory /etc). The failures a
+    run can meet, and what to do, follow.
+  - C(VM ... is not defined on this host) - the task runs on another hypervisor than the VM's (O(state=absent) is ok).
+  - C(has no shared memory backing) - add the memory backing above and restart the VM.
+  - C(the guest agent does not answer) - start qemu-guest-agent in the guest; nothing was changed.
+  - C(mount_path ... already holds model X) or C(... is already a mount point in the guest) - another model or file
+    system is there; unmount it or choose another O(mount_path).
+  - C(model X not found at Y in volume Z) or C(source_path ... leaves the volume) - fix O(source_path).
+  - C(volume.meta_url - the metadata engine at host:port does not accept connections) - the metadata engine is down
+    or unreachable from the hypervisor.
+  - C(... failed ... Rolled back - ...) - a step failed after changes; the message lists what was undone (and what is
+    kept on purpose, the shared host volume mount).
+  - C(another operation on VM ... held its lock ... (lock_timeout)) - a concurrent run; raise O(lock_timeout) or
+    retry.
+  - C(unmounting ... failed ... the mount is busy) - a guest process uses the model; stop it or use O(force=true).
+  - C(the virtiofsd process of device ... is gone) or C(libvirt refused the hot-plug although the VM has shared
+    memory backing) - only a restart of the VM (shutdown and start) clears these; run again afterwards.
 seealso:
   - module: aimodel.kvm.vm_model_mount_info
 '''
