@@ -90,7 +90,7 @@ CONN = libvirt.open(URI)
 def conn():
     """The libvirt connection, opened again when libvirtd was restarted under it (the lead's tests do that)."""
     global CONN  # pylint: disable=global-statement
-    for _ in range(60):
+    for _try in range(60):
         try:
             if CONN.isAlive():
                 CONN.getLibVersion()
@@ -217,8 +217,8 @@ def heal_after_libvirtd_restart(names):
             continue
         dead = dead_backends(name)
         if qemu < daemon or dead:
-            say('(restarting %s: %s)' % (name, 'the virtiofsd of %s is gone' % ', '.join(dead) if dead
-                                          else 'it runs since before the last libvirtd restart'))
+            why = ('the virtiofsd of %s is gone' % ', '.join(dead)) if dead else 'it runs since before the last libvirtd restart'
+            say('(restarting %s: %s)' % (name, why))
             dom(name).destroy()
             dom(name).create()
     for name in names:
@@ -250,7 +250,7 @@ def raw_mount(tag, path, source=None):
                             libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     rc, _out, err = gexec(VM, ['mkdir', '-p', path])
     assert rc == 0, err
-    for _ in range(100):
+    for _try in range(100):
         rc, _out, err = gexec(VM, ['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
         if rc == 0:
             break
@@ -367,7 +367,8 @@ def playbook(text, vms, models, state='mounted'):
         start = time.monotonic()
         proc = subprocess.run([os.path.join(os.path.dirname(PY), 'ansible-playbook'), '-i', 'localhost,',
                                os.path.join(work, 'play.yml'), '-e', '@' + os.path.join(work, 'vars.json')],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                              check=False)
         wall = time.monotonic() - start
         if proc.returncode != 0:
             raise RuntimeError('ansible-playbook failed:\n%s' % proc.stdout[-3000:])
@@ -502,7 +503,7 @@ def our_models(name):
 def bench_mount_cost():
     say('== 1. Mount cost: one model into the running VM %s (%d runs, alternating) ==' % (VM, RUNS))
     task, wall, direct, direct_in, raw = [], [], [], [], []
-    for _ in range(RUNS):
+    for _try in range(RUNS):
         w, t, changed = playbook(PLAY_MOUNT, [VM], ['bench-one'])
         assert changed
         task.append(t)
@@ -531,7 +532,7 @@ def bench_noop():
     say('== 2. No-op cost: 8 mounts already in place vs 8 ansible.builtin.stat (%d runs, alternating) ==' % RUNS)
     playbook(PLAY_MOUNT, [VM], MODELS)
     mod_t, mod_w, stat_t, stat_w = [], [], [], []
-    for _ in range(RUNS):
+    for _try in range(RUNS):
         w, t, changed = playbook(PLAY_MOUNT, [VM], MODELS)
         assert not changed, 'the no-op run changed something'
         mod_t.append(t)
@@ -566,7 +567,7 @@ def bench_guest_reads():
     try:
         domain = connection.lookup(VM)
         before, after, trips = [], [], {}
-        for _ in range(20):
+        for _try in range(20):
             agent_ = _guest.Agent(domain)
             start = time.monotonic()
             _guest.parse_mounts(agent_._read_file_with_cat('/proc/mounts'))  # pylint: disable=protected-access
@@ -620,7 +621,7 @@ def bench_data_path():
             "<target dev='vdb' bus='virtio'/><readonly/></disk>" % img)
     dom().attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
     gexec(VM, ['mkdir', '-p', '/mnt/bench-blk'])
-    for _ in range(100):
+    for _try in range(100):
         rc, _out, err = gexec(VM, ['mount', '-t', 'ext4', '-o', 'ro,noload', '/dev/vdb', '/mnt/bench-blk'])
         if rc == 0:
             break
@@ -637,7 +638,7 @@ def bench_data_path():
     cold, warm, hot, blk, warmup_s, plain, host_cold, host_warm = [], [], [], [], [], [], [], []
     evict = [JUICEFS, 'warmup', '--evict', os.path.join(HOST_POINT, SOURCE)]
     try:
-        for _ in range(RUNS):
+        for _try in range(RUNS):
             subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             drop_caches()
             cold.append(dd(VM, vfile))
@@ -660,7 +661,7 @@ def bench_data_path():
         raw_unmount('bench-plain', '/mnt/bench-plain', plain_dir)
         gexec(VM, ['umount', '/mnt/bench-blk'])
         dom().detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        for _ in range(100):
+        for _try in range(100):
             if img not in dom().XMLDesc(0):
                 break
             time.sleep(0.1)
@@ -726,7 +727,7 @@ def bench_scaling_and_memory():
                 memory['2 models, 2 VMs (1+1)'] = memory_snapshot()
             unmount_all([(vm, 'bench-m1') for vm in vms])
         curve['1 model into %d VMs' % k] = {'task': summary(times), 'per_mount': summary([x / k for x in times]),
-                                           'playbook_wall': summary(walls)}
+                                            'playbook_wall': summary(walls)}
     curve['1 model into 1 VMs'] = curve['1 models into 1 VM']
     # 8 models across 2 VMs (4 + 4) for the memory table.
     mount_n([VM, BENCH_VMS[0]], MODELS[:4])
@@ -760,17 +761,17 @@ def bench_scaling_and_memory():
     say('%-24s %-5s %-7s %-24s %-7s %-30s' % ('', 'mnts', 'procs', '(all clients)', '', '(median)'))
     for key, m in memory.items():
         j, v = m['juicefs_kib'], m['virtiofsd_kib_per_device_median']
-        say('%-24s %-5d %-7d %-24s %-7d %-30s' % (key, m['juicefs_host_mounts'], m['juicefs_processes'],
-                                                 '%d/%d/%d' % (j['RssAnon'], j['RssFile'], j['RssShmem']),
-                                                 m['virtiofsd_devices'],
-                                                 '%d/%d/%d' % (v['RssAnon'], v['RssFile'], v['RssShmem'])))
+        row = (key, m['juicefs_host_mounts'], m['juicefs_processes'], '%d/%d/%d' % (j['RssAnon'], j['RssFile'], j['RssShmem']),
+               m['virtiofsd_devices'], '%d/%d/%d' % (v['RssAnon'], v['RssFile'], v['RssShmem']))
+        say('%-24s %-5d %-7d %-24s %-7d %-30s' % row)
     say()
 
 
 def machine():
     def cmd(argv):
         try:
-            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True).stdout.strip()
+            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                  check=False).stdout.strip()
         except OSError:
             return 'n/a'
     cpu = ''
@@ -844,7 +845,8 @@ def main():
         for name in BENCH_VMS:
             remove_bench_vm(name)
         if any(HOST_POINT in line for line in open('/proc/self/mountinfo')):
-            subprocess.run([JUICEFS, 'umount', HOST_POINT], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run([JUICEFS, 'umount', HOST_POINT], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           check=False)
         RESULTS['total_s'] = time.monotonic() - started
         with open(os.path.join(BENCH, 'results.json'), 'w') as handle:
             json.dump(RESULTS, handle, indent=1, sort_keys=True)
