@@ -76,9 +76,6 @@ class Agent:
             raise GuestError('guest agent of VM %s gave an unreadable answer to %s: %s'
                              % (self.domain.name, execute, exc))
 
-    def ping(self, timeout=None):
-        self.command('guest-ping', timeout=timeout)
-
     def run(self, argv, timeout=None, input_data=None):
         """Run argv in the guest and wait for it; returns ExecResult (stdout/stderr as text)."""
         if not argv or not all(isinstance(a, str) for a in argv):

@@ -18,6 +18,8 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.aimodel.kvm.plugins.module_utils._record import KEY, NAMESPACE
 
 LIBVIRT_IMPORT_ERROR = None
@@ -30,6 +32,11 @@ except ImportError:
     libvirt_qemu = None
 
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
+
+
+def uri_option():
+    """The argument spec of the connection option both modules share (documented in the connection fragment)."""
+    return dict(type='str', default='qemu:///system', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI']))
 
 _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
 

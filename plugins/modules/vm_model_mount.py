@@ -339,7 +339,7 @@ def _now():
 
 def argument_spec():
     return dict(
-        uri=dict(type='str', default='qemu:///system', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI'])),
+        uri=_libvirt.uri_option(),
         vm=dict(type='str', required=True),
         model=dict(type='str', required=True),
         source_path=dict(type='str'),

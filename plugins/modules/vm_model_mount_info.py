@@ -256,7 +256,7 @@ vms:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
@@ -301,7 +301,7 @@ def collect(conn, vm, model, mount_root, agent_timeout):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI'])),
+            uri=_libvirt.uri_option(),
             vm=dict(type='str'),
             model=dict(type='str'),
             mount_root=dict(type='path', default=_juicefs.DEFAULT_MOUNT_ROOT),
