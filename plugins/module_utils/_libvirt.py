@@ -38,6 +38,7 @@ def uri_option():
     """The argument spec of the connection option both modules share (documented in the connection fragment)."""
     return dict(type='str', default='qemu:///system', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI']))
 
+
 _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
 
 # libvirt error codes used here (stable numbers from virterror.h).
