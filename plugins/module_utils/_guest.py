@@ -3,14 +3,17 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The guest side through qemu-guest-agent: exec with an argv (never a shell), files, mounts, fstab."""
+"""The guest side through qemu-guest-agent: exec with an argv, files, mounts, fstab.
+
+No value is ever put into a shell command line: the one shell script (``REPLACE_FILE_SCRIPT``) is a
+constant and gets the path as an argument and the content on its standard input.
+"""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import base64
 import json
-import posixpath
 import re
 import time
 
@@ -25,6 +28,25 @@ _NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFo
 # One guest-file-read returns up to this many bytes (qemu-ga allows up to 48 MiB): mount tables and
 # fstabs fit in one read.
 READ_CHUNK = 1048576
+# Polling a guest process: a guest-exec-status round trip takes 2-3 ms and the shortest guest process
+# 8-10 ms under TCG, so poll every POLL_FAST s for the first POLL_FAST_FOR s, then back off to 0.2 s.
+POLL_FAST = 0.004
+POLL_FAST_FOR = 0.5
+# A freshly hot-plugged device is discovered by the guest 0.1-0.3 s after the attach (PCI hot-plug):
+# retry the mount every MOUNT_RETRY s for the first MOUNT_RETRY_FAST_FOR s, then back off to 1 s.
+MOUNT_RETRY = 0.02
+MOUNT_RETRY_FAST_FOR = 3.0
+# Replace a file atomically in one guest process: resolve a symlinked path (/etc/fstab -> /persist/fstab,
+# the link stays), write the content from standard input to a temporary file next to it, rename it over
+# the file, and sync, so that a VM powered off right after the run does not boot with the old file (the
+# reliability suite saw a removed fstab line come back after a destroy). $1 is the path.
+REPLACE_FILE_SCRIPT = (
+    'set -e; '
+    'real=$(readlink -f "$1" 2>/dev/null) || real=; [ -n "$real" ] || real=$1; '
+    'tmp="${real%/*}/.${real##*/}.aimodel-tmp"; '
+    'trap \'rm -f "$tmp"\' EXIT; '
+    'cat > "$tmp"; mv -f "$tmp" "$real"; trap - EXIT; sync'
+)
 
 
 class GuestError(Exception):
@@ -84,17 +106,20 @@ class Agent:
         if input_data is not None:
             arguments['input-data'] = base64.b64encode(input_data).decode('ascii')
         pid = self.command('guest-exec', arguments)['pid']
-        deadline = time.monotonic() + (timeout or self.timeout)
-        delay = 0.01
+        start = time.monotonic()
+        deadline = start + (timeout or self.timeout)
+        delay = POLL_FAST
         while True:
+            time.sleep(delay)
             status = self.command('guest-exec-status', {'pid': pid})
             if status.get('exited'):
                 break
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise GuestError('command %s did not finish within %ss in VM %s'
                                  % (' '.join(argv), timeout or self.timeout, self.domain.name))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            if now - start >= POLL_FAST_FOR:
+                delay = min(delay * 2, 0.2)
         out = base64.b64decode(status.get('out-data', '')).decode('utf-8', 'replace')
         err = base64.b64decode(status.get('err-data', '')).decode('utf-8', 'replace')
         rc = status.get('exitcode')
@@ -148,21 +173,15 @@ class Agent:
         return result.out
 
     def write_file(self, path, text):
-        """Replace a guest file atomically (temporary file in the same directory, then rename).
+        """Replace a guest file atomically, durably, in one guest process (see REPLACE_FILE_SCRIPT).
 
         A symlinked path (for example /etc/fstab -> /persist/fstab) is resolved first, so the link stays.
         """
-        real = self.check(['readlink', '-f', path], 'resolving %s' % path).out.strip() or path
-        tmp = posixpath.join(posixpath.dirname(real), '.%s.aimodel-tmp' % posixpath.basename(real))
-        handle = self.command('guest-file-open', {'path': tmp, 'mode': 'w'})
-        try:
-            self.command('guest-file-write', {'handle': handle, 'buf-b64': base64.b64encode(text.encode('utf-8')).decode('ascii')})
-        finally:
-            self.command('guest-file-close', {'handle': handle})
-        self.check(['mv', '-f', tmp, real], 'replacing %s' % real)
-        # Durable before we record anything: a VM powered off right after the run must not boot with the old file
-        # (the reliability suite saw a removed fstab line come back after a destroy).
-        self.check(['sync'], 'syncing %s to disk' % real)
+        result = self.run(['sh', '-c', REPLACE_FILE_SCRIPT, 'sh', path], input_data=text.encode('utf-8'))
+        if result.rc != 0:
+            raise GuestError('replacing %s failed in VM %s (exit %s): %s'
+                             % (path, self.domain.name, result.rc, (result.err or result.out).strip()),
+                             rc=result.rc, stderr=result.err)
 
     # --- mounts -----------------------------------------------------------------------------------
     def mounts(self):
@@ -185,18 +204,21 @@ class Agent:
     def mount_virtiofs(self, tag, path, read_only, wait=30.0):
         """Mount (the mount point exists), retrying while the guest discovers a freshly hot-plugged device."""
         argv = ['mount', '-t', FSTYPE, '-o', 'ro' if read_only else 'rw', tag, path]
-        deadline = time.monotonic() + wait
-        delay = 0.1
+        start = time.monotonic()
+        deadline = start + wait
+        delay = MOUNT_RETRY
         while True:
             result = self.run(argv)
             if result.rc == 0:
                 return
             message = (result.err or result.out).strip()
-            if not _NOT_YET_RE.search(message) or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if not _NOT_YET_RE.search(message) or now >= deadline:
                 raise GuestError('mounting %s at %s failed in VM %s (exit %s): %s'
                                  % (tag, path, self.domain.name, result.rc, message), rc=result.rc, stderr=result.err)
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            if now - start >= MOUNT_RETRY_FAST_FOR:
+                delay = min(delay * 2, 1.0)
 
     def umount(self, path, lazy=False):
         argv = ['umount', '-l', path] if lazy else ['umount', path]

@@ -48,6 +48,10 @@ def mountpoint(volume, read_only, root=None):
     return os.path.join(root or DEFAULT_MOUNT_ROOT, volume, 'ro' if read_only else 'rw')
 
 
+def _unescape(field):
+    return field.replace('\\040', ' ').replace('\\011', '\t').replace('\\012', '\n').replace('\\134', '\\')
+
+
 def mount_table(path='/proc/self/mountinfo'):
     """Mount point -> (fstype, source) for the host's mounts."""
     table = {}
@@ -58,9 +62,19 @@ def mount_table(path='/proc/self/mountinfo'):
             rest = right.split()
             if len(fields) < 5 or len(rest) < 2:
                 continue
-            point = fields[4].replace('\\040', ' ').replace('\\011', '\t').replace('\\012', '\n').replace('\\134', '\\')
-            table[point] = (rest[0], rest[1])
+            table[_unescape(fields[4])] = (rest[0], rest[1])
     return table
+
+
+def mount_id(point, path='/proc/self/mountinfo'):
+    """The kernel's ID of the (visible) mount at this point, or None: a remount gets a new ID."""
+    found = None
+    with open(path) as handle:
+        for line in handle:
+            fields = line.split(' ', 5)
+            if len(fields) > 4 and _unescape(fields[4]) == point:
+                found = fields[0]
+    return found
 
 
 def _statfs_with_timeout(path, timeout):

@@ -153,13 +153,8 @@ class Domain:
         self._call('write the metadata of', self._dom.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
                    xml_text, KEY if xml_text is not None else None, NAMESPACE, _flags(live, config))
 
-    def backend_alive(self, alias, run_dir='/run/libvirt/qemu'):
-        """Whether the virtiofsd that libvirt started for the device with this alias still runs: True, False,
-        or None when it cannot be told (another libvirt layout, a session URI, no alias).
-
-        Checked on the host, never through the guest: a guest process that touches a virtiofs mount whose
-        virtiofsd died hangs for good, and holds the device so that it cannot be detached.
-        """
+    def _backend_pidfile(self, alias, run_dir):
+        """The file where libvirt keeps the PID of the virtiofsd of the device with this alias, or None."""
         if not alias:
             return None
         try:
@@ -167,15 +162,45 @@ class Domain:
         except libvirt.libvirtError:
             return None
         pidfiles = glob.glob(os.path.join(run_dir, '%d-*-%s-fs.pid' % (dom_id, alias)))
-        if len(pidfiles) != 1:
+        return pidfiles[0] if len(pidfiles) == 1 else None
+
+    def backend_alive(self, alias, run_dir='/run/libvirt/qemu'):
+        """Whether the virtiofsd that libvirt started for the device with this alias still runs: True, False,
+        or None when it cannot be told (another libvirt layout, a session URI, no alias).
+
+        Checked on the host, never through the guest: a guest process that touches a virtiofs mount whose
+        virtiofsd died hangs for good, and holds the device so that it cannot be detached.
+        """
+        pidfile = self._backend_pidfile(alias, run_dir)
+        if pidfile is None:
             return None
         try:
-            with open(pidfiles[0]) as handle:
+            with open(pidfile) as handle:
                 pid = int(handle.read().strip())
             with open('/proc/%d/cmdline' % pid, 'rb') as handle:
                 return b'virtiofsd' in handle.read()
         except (IOError, OSError, ValueError):
             return False
+
+    def backend_identity(self, alias, run_dir='/run/libvirt/qemu'):
+        """``PID.START`` of the running virtiofsd of the device with this alias (its start time in clock
+        ticks since boot, so a reused PID does not match), or None when it cannot be told."""
+        pidfile = self._backend_pidfile(alias, run_dir)
+        if pidfile is None:
+            return None
+        try:
+            with open(pidfile) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/stat' % pid) as handle:
+                stat = handle.read()
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                if b'virtiofsd' not in handle.read():
+                    return None
+        except (IOError, OSError, ValueError):
+            return None
+        # Field 22 (starttime), counted after the command name, which is in parentheses and may hold spaces.
+        fields = stat.rsplit(')', 1)[-1].split()
+        return '%d.%s' % (pid, fields[19]) if len(fields) > 19 else None
 
     def agent_command(self, command_json, timeout):
         try:

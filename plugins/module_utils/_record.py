@@ -21,6 +21,9 @@ KEY = 'aimodel'
 # The fields of one record, in the order they are written.
 FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_only', 'persist', 'guest_mount', 'cache',
           'created', 'updated')
+# Bookkeeping of the module, never returned: ``verified`` is the data path (virtiofsd process and host
+# volume mount) under which the guest mount was last proven readable; live records only.
+INTERNAL_FIELDS = ('verified',)
 _BOOL_FIELDS = ('read_only', 'persist', 'guest_mount')
 # The fields that define what is mounted; the others are bookkeeping.
 IDENTITY_FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_only', 'persist', 'guest_mount',
@@ -44,8 +47,12 @@ def parse(xml_text):
         if elem.tag.rsplit('}', 1)[-1] != 'mount':
             continue
         record = {}
-        for field in FIELDS:
+        for field in FIELDS + INTERNAL_FIELDS:
             value = elem.get(field)
+            if field in INTERNAL_FIELDS:
+                if value is not None:
+                    record[field] = value
+                continue
             if field in _BOOL_FIELDS:
                 # Missing means the default, which is true for each of them.
                 value = value != 'false'
@@ -61,7 +68,7 @@ def render(records):
     for model in sorted(records):
         record = records[model]
         attrs = {}
-        for field in FIELDS:
+        for field in FIELDS + INTERNAL_FIELDS:
             value = record.get(field)
             if value is None:
                 continue

@@ -38,6 +38,7 @@ class FakeHost:
         self.state = {}
         self.dirs = set()
         self.mount_calls = []
+        self.mount_ids = {}
 
     def status(self, point, volume_name=None, timeout=5.0):
         return self.state.get(point, 'absent')
@@ -46,7 +47,11 @@ class FakeHost:
         point = _juicefs.mountpoint(volume, read_only, root)
         self.mount_calls.append({'volume': volume, 'meta_url': meta_url, 'password': password, 'point': point})
         self.state[point] = 'mounted'
+        self.mount_ids[point] = str(100 + len(self.mount_calls))
         return point
+
+    def mount_id(self, point):
+        return self.mount_ids.get(point, '42') if self.state.get(point) == 'mounted' else None
 
     def resolve_source(self, point, source_path):
         path = os.path.join(point, source_path)
@@ -59,6 +64,7 @@ def host(monkeypatch):
     monkeypatch.setattr(_juicefs, 'status', fake.status)
     monkeypatch.setattr(_juicefs, 'mount', fake.mount)
     monkeypatch.setattr(_juicefs, 'resolve_source', fake.resolve_source)
+    monkeypatch.setattr(_juicefs, 'mount_id', fake.mount_id)
     monkeypatch.setattr(_juicefs, 'find_client', lambda explicit=None: '/usr/local/bin/juicefs')
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/ro/models/m1')
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/ro/models/m2')

@@ -17,6 +17,7 @@ import base64
 import json
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 
@@ -31,14 +32,23 @@ class FakeGuest:
         self.fail_mount = None
         self.reachable = True
         self.no_file_ops = False
+        self.read_only_files = set()
         self.argvs = []
 
     def proc_mounts(self):
         return ''.join('%s %s %s %s 0 0\n' % m for m in self.mounts)
 
-    def execute(self, argv, devices):
+    def execute(self, argv, devices, stdin=None):
         self.argvs.append(list(argv))
         cmd = argv[0]
+        if cmd == 'sh':
+            if argv[1:3] != ['-c', _guest.REPLACE_FILE_SCRIPT] or len(argv) != 5:
+                raise AssertionError('unexpected guest shell %r' % (argv,))
+            path = argv[4]
+            if path in self.read_only_files:
+                return 1, '', "sh: can't create %s: Read-only file system\n" % path
+            self.files[path] = (stdin or b'').decode()
+            return 0, '', ''
         if cmd == 'cat':
             if argv[1] == '/proc/mounts':
                 return 0, self.proc_mounts(), ''
@@ -62,11 +72,6 @@ class FakeGuest:
         if cmd == 'rmdir':
             for path in argv[1:]:
                 self.dirs.discard(path)
-            return 0, '', ''
-        if cmd == 'readlink':
-            return 0, argv[-1] + '\n', ''
-        if cmd == 'mv':
-            self.files[argv[-1]] = self.files.pop(argv[-2])
             return 0, '', ''
         if cmd == 'stat':
             paths = argv[4:]
@@ -111,6 +116,8 @@ class FakeDomain:
         self.meta = {'live': None, 'config': None}
         self.guest = FakeGuest()
         self.dead_backends = set()
+        self.backends = {}      # tag -> the "virtiofsd" of its live device: a new one for each attach
+        self.fail_metadata = 0  # how many metadata writes fail from now on
         self.calls = []
         self._pids = {}
         self._files = {}
@@ -155,6 +162,7 @@ class FakeDomain:
             raise _libvirt.VirtError('Requested operation is not valid: Target already exists', 55)
         if live:
             self.live.append((tag, source))   # no duplicate check, like libvirt 9.0 on a live attach
+            self.backends[tag] = '%d.%d' % (4000 + len(self.calls), 7)
         if config:
             self.config.append((tag, source))
 
@@ -177,12 +185,21 @@ class FakeDomain:
                 return tag not in self.dead_backends
         return None
 
+    def backend_identity(self, alias):
+        for index, (tag, _source) in enumerate(self.live):
+            if 'fs%d' % index == alias and tag not in self.dead_backends:
+                return self.backends.get(tag)
+        return None
+
     # metadata
     def get_metadata(self, config=False):
         return self.meta['config' if config else 'live']
 
     def set_metadata(self, xml_text, live, config):
         self.calls.append(('metadata', live, config))
+        if self.fail_metadata:
+            self.fail_metadata -= 1
+            raise _libvirt.VirtError('cannot write the metadata of VM %s: internal error: injected' % self.name, 1)
         if live:
             self.meta['live'] = xml_text
         if config:
@@ -200,7 +217,8 @@ class FakeDomain:
         if name == 'guest-ping':
             result = {}
         elif name == 'guest-exec':
-            rc, out, err = self.guest.execute([args['path']] + args.get('arg', []), [t for t, _s in self.live])
+            stdin = base64.b64decode(args['input-data']) if 'input-data' in args else None
+            rc, out, err = self.guest.execute([args['path']] + args.get('arg', []), [t for t, _s in self.live], stdin)
             pid = len(self._pids) + 100
             self._pids[pid] = {'exited': True, 'exitcode': rc,
                                'out-data': base64.b64encode(out.encode()).decode(),

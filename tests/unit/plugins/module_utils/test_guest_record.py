@@ -69,6 +69,20 @@ def test_write_file_keeps_other_content():
     agent.write_file('/etc/fstab', 'x\n')
     assert dom.guest.files['/etc/fstab'] == 'x\n'
     assert not [f for f in dom.guest.files if 'aimodel-tmp' in f]
+    # One guest process: the path is an argument of a constant script, the content its standard input.
+    assert dom.guest.argvs == [['sh', '-c', _guest.REPLACE_FILE_SCRIPT, 'sh', '/etc/fstab']]
+
+
+def test_write_file_failure_names_the_path():
+    dom = FakeDomain()
+    dom.guest.read_only_files.add('/etc/fstab')
+    agent = _guest.Agent(dom)
+    try:
+        agent.write_file('/etc/fstab', 'x\n')
+    except _guest.GuestError as exc:
+        assert 'replacing /etc/fstab failed in VM vm1' in str(exc) and 'Read-only' in str(exc)
+    else:
+        raise AssertionError('no error')
 
 
 def test_record_round_trip():

@@ -134,6 +134,36 @@ def test_guest_mount_failure_rolls_back(domain, host, run_module):
     assert domain.guest.files == before[4]
 
 
+def test_fstab_write_failure_rolls_back(domain, host, run_module):
+    # The fstab line is written between the attach and the guest mount (while the guest discovers the device).
+    domain.guest.read_only_files.add('/etc/fstab')
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/new/m1'))
+    assert result['failed']
+    assert 'write the fstab line' in result['msg'] and 'Read-only file system' in result['msg']
+    assert 'detached device' in result['msg'] and 'NOT rolled back' not in result['msg']
+    assert domain.live == [] and domain.config == []
+    assert domain.meta == before[2]
+    assert domain.guest.files == before[4]
+    assert guest_targets(domain) == []
+    assert domain.guest.dirs == set(['/mnt', '/persist', '/etc'])
+
+
+def test_record_failure_rolls_back_every_step(domain, host, run_module):
+    # The record is written last: its failure undoes the guest mount, the fstab line, the device and the
+    # mount point, in that order.
+    domain.fail_metadata = 1
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/new/m1'))
+    assert result['failed'] and 'write the record of m1' in result['msg']
+    rolled = result['msg'].split('Rolled back: ')[1]
+    assert rolled.index('unmounted') < rolled.index('restored the guest fstab') < rolled.index('detached device') \
+        < rolled.index('removed the directories')
+    assert 'NOT rolled back' not in result['msg']
+    assert snapshot(domain) == before
+    assert domain.guest.dirs == set(['/mnt', '/persist', '/etc'])
+
+
 def test_missing_source_fails_before_change(domain, host, run_module):
     host.state['/var/lib/aimodel/volumes/labvol/ro'] = 'mounted'
     before = snapshot(domain)
@@ -282,8 +312,15 @@ def test_password_never_in_output_or_records(domain, host, run_module):
     assert 's3cr3t-pw' not in text
 
 
-def test_stale_guest_mount_is_healed_with_a_new_device(domain, host, run_module):
+@pytest.mark.parametrize('how', ['device re-attached by hand', 'host volume mounted again'])
+def test_stale_guest_mount_is_healed_with_a_new_device(domain, host, run_module, how):
     run_module(vm_model_mount, ARGS)
+    # The guest mount is dead although a device with its tag is live: it belongs to an earlier device or
+    # reads through a host volume mount that is gone. Both change the data path, which brings the probe.
+    if how == 'device re-attached by hand':
+        domain.backends[TAG] = '9999.1'
+    else:
+        host.mount_ids['/var/lib/aimodel/volumes/labvol/ro'] = '777'
     domain.guest.stale.add('/mnt/models/m1')
     result = run_module(vm_model_mount, ARGS)
     assert result['changed'] is True
@@ -292,6 +329,34 @@ def test_stale_guest_mount_is_healed_with_a_new_device(domain, host, run_module)
     assert ('detach', True, False) in domain.calls, 'only the live device is replaced'
     assert len(domain.live) == 1 and len(domain.config) == 1
     assert guest_targets(domain) == ['/mnt/models/m1']
+
+
+def test_noop_probes_the_guest_mount_only_when_its_data_path_changed(domain, host, run_module):
+    first = run_module(vm_model_mount, ARGS)
+    assert first['changed'] is True
+    assert domain.records()['m1']['verified'] and 'verified' not in first['mount']
+    assert 'verified' not in domain.records(config=True)['m1'], 'the data path is live state, not config'
+    domain.guest.argvs = []
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+    assert not [a for a in domain.guest.argvs if a[0] == 'stat'], 'unchanged data path: not probed again'
+    # Once the data path changed (here: the host volume was mounted again), a no-op probes; while the probe
+    # passes, nothing changes (and nothing is written).
+    host.mount_ids['/var/lib/aimodel/volumes/labvol/ro'] = '778'
+    before = snapshot(domain)
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+    assert [a for a in domain.guest.argvs if a[0] == 'stat']
+    assert snapshot(domain) == before
+
+
+def test_repair_refreshes_the_data_path_and_keeps_timestamps(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    created, updated = domain.records()['m1']['created'], domain.records()['m1']['updated']
+    domain.guest.mounts = [m for m in domain.guest.mounts if m[2] != 'virtiofs']    # umount by hand in the guest
+    domain.backends[TAG] = '5555.3'
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True and any(a.startswith('mount ') for a in result['actions'])
+    rec = domain.records()['m1']
+    assert rec['verified'].startswith('5555.3@') and (rec['created'], rec['updated']) == (created, updated)
 
 
 def test_device_detached_by_hand_leaves_dead_guest_mount(domain, host, run_module):
