@@ -118,17 +118,16 @@ def agent(name, execute, arguments=None, timeout=60):
 
 def gexec(name, argv, timeout=120):
     pid = agent(name, 'guest-exec', {'path': argv[0], 'arg': argv[1:], 'capture-output': True})['pid']
-    deadline = time.monotonic() + timeout
-    delay = 0.01
+    start = time.monotonic()
     while True:
+        # Every 4 ms for the first 2 s: a doubling interval would round a timed command up to its next poll.
+        time.sleep(0.004 if time.monotonic() - start < 2 else 0.1)
         status = agent(name, 'guest-exec-status', {'pid': pid})
         if status.get('exited'):
             return (status.get('exitcode'), base64.b64decode(status.get('out-data', '')).decode(),
                     base64.b64decode(status.get('err-data', '')).decode())
-        if time.monotonic() > deadline:
+        if time.monotonic() > start + timeout:
             raise RuntimeError('guest command %s timed out' % argv)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
 
 
 def gwrite(name, path, text):
@@ -242,22 +241,76 @@ def live_has(name, tag):
     return ("dir='%s'" % tag) in dom(name).XMLDesc(0)
 
 
+def floor_exec(domain, argv):
+    """One guest command for the floors: guest-exec, then guest-exec-status every 4 ms (as the module polls)."""
+    request = {'execute': 'guest-exec', 'arguments': {'path': argv[0], 'arg': argv[1:], 'capture-output': True}}
+    pid = json.loads(libvirt_qemu.qemuAgentCommand(domain, json.dumps(request), 60, 0))['return']['pid']
+    status_request = json.dumps({'execute': 'guest-exec-status', 'arguments': {'pid': pid}})
+    while True:
+        time.sleep(0.004)
+        status = json.loads(libvirt_qemu.qemuAgentCommand(domain, status_request, 60, 0))['return']
+        if status.get('exited'):
+            return status.get('exitcode'), base64.b64decode(status.get('err-data', '')).decode()
+
+
 def raw_mount(tag, path, source=None):
     """The floor: attach LIVE|CONFIG in one libvirt call, then mkdir -p and mount through guest-exec
-    (retrying while the guest discovers the device). No checks, no fstab, no record."""
+    (retrying every 0.02 s while the guest discovers the device, as the module does), on one open domain
+    handle. No checks, no fstab, no record."""
+    domain = dom()
+    device = fs_xml(source or os.path.join(HOST_POINT, SOURCE), tag)
     start = time.monotonic()
-    dom().attachDeviceFlags(fs_xml(source or os.path.join(HOST_POINT, SOURCE), tag),
-                            libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-    rc, _out, err = gexec(VM, ['mkdir', '-p', path])
+    domain.attachDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    rc, err = floor_exec(domain, ['mkdir', '-p', path])
     assert rc == 0, err
-    for _try in range(100):
-        rc, _out, err = gexec(VM, ['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
+    for _try in range(500):
+        rc, err = floor_exec(domain, ['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
         if rc == 0:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     else:
         raise RuntimeError('raw mount failed: %s' % err)
     return time.monotonic() - start
+
+
+def virsh(*args):
+    return subprocess.run(['virsh', '-q', '-c', URI] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout
+
+
+def virsh_exec(argv):
+    """One guest command by hand: virsh qemu-agent-command guest-exec, then guest-exec-status every 4 ms."""
+    request = {'execute': 'guest-exec', 'arguments': {'path': argv[0], 'arg': argv[1:], 'capture-output': True}}
+    pid = json.loads(virsh('qemu-agent-command', VM, json.dumps(request)))['return']['pid']
+    status_request = json.dumps({'execute': 'guest-exec-status', 'arguments': {'pid': pid}})
+    while True:
+        time.sleep(0.004)
+        status = json.loads(virsh('qemu-agent-command', VM, status_request))['return']
+        if status.get('exited'):
+            return status.get('exitcode'), base64.b64decode(status.get('err-data', '')).decode()
+
+
+def raw_mount_virsh(tag, path, source=None):
+    """The floor as a user scripts it today: virsh attach-device --live --config with an XML file, then
+    mkdir -p and mount through virsh qemu-agent-command (guest-exec, guest-exec-status), retrying the
+    mount every 0.02 s while the guest discovers the device. One virsh process per step."""
+    xml_file = os.path.join(BENCH, 'virsh-%s.xml' % tag)
+    with open(xml_file, 'w') as handle:
+        handle.write(fs_xml(source or os.path.join(HOST_POINT, SOURCE), tag))
+    start = time.monotonic()
+    virsh('attach-device', VM, xml_file, '--live', '--config')
+    rc, err = virsh_exec(['mkdir', '-p', path])
+    assert rc == 0, err
+    for _try in range(500):
+        rc, err = virsh_exec(['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
+        if rc == 0:
+            break
+        time.sleep(0.02)
+    else:
+        raise RuntimeError('raw mount (virsh) failed: %s' % err)
+    elapsed = time.monotonic() - start
+    os.unlink(xml_file)
+    return elapsed
 
 
 def raw_unmount(tag, path, source=None):
@@ -278,13 +331,16 @@ def module_args(vm, model, state='mounted', **extra):
     return args
 
 
-def modrun(args):
-    """One direct run of the module (python, no ansible-playbook), profiled by bench/modrun.py."""
+def modrun(args, profile=True):
+    """One direct run of the module (python, no ansible-playbook), profiled by bench/modrun.py (or only
+    timed: profile=False)."""
     work = tempfile.mkdtemp(dir=BENCH)
     try:
         with open(os.path.join(work, 'args.json'), 'w') as handle:
             json.dump({'ANSIBLE_MODULE_ARGS': args}, handle)
         env = dict(os.environ, PYTHONPATH=COLL)
+        if not profile:
+            env['BENCH_NOPROFILE'] = '1'
         start = time.monotonic()
         subprocess.run([PY, os.path.join(ROOT, 'bench', 'modrun.py'), MODULE, os.path.join(work, 'args.json'),
                         os.path.join(work, 'out.json')], env=env, check=True)
@@ -378,6 +434,20 @@ def playbook(text, vms, models, state='mounted'):
         shutil.rmtree(work, ignore_errors=True)
     task = tasks[-1]
     return wall, task['end'] - task['start'], task['changed']
+
+
+def stat_process(path):
+    """ansible.builtin.stat run directly (python process, no ansible-playbook) on a path: its wall time."""
+    work = tempfile.mkdtemp(dir=BENCH)
+    try:
+        with open(os.path.join(work, 'args.json'), 'w') as handle:
+            json.dump({'ANSIBLE_MODULE_ARGS': {'path': path}}, handle)
+        start = time.monotonic()
+        subprocess.run([PY, '-m', 'ansible.modules.stat', os.path.join(work, 'args.json')], check=True,
+                       stdout=subprocess.DEVNULL)
+        return time.monotonic() - start
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # --- memory ---------------------------------------------------------------------------------------------
@@ -502,29 +572,37 @@ def our_models(name):
 
 def bench_mount_cost():
     say('== 1. Mount cost: one model into the running VM %s (%d runs, alternating) ==' % (VM, RUNS))
-    task, wall, direct, direct_in, raw = [], [], [], [], []
+    task, wall, direct, direct_in, direct_main, raw, raw_virsh = [], [], [], [], [], [], []
     for _try in range(RUNS):
         w, t, changed = playbook(PLAY_MOUNT, [VM], ['bench-one'])
         assert changed
         task.append(t)
         wall.append(w)
         unmount_all([(VM, 'bench-one')])
+        raw_virsh.append(raw_mount_virsh('bench-raw', '/mnt/models/bench-raw'))
+        raw_unmount('bench-raw', '/mnt/models/bench-raw')
         raw.append(raw_mount('bench-raw', '/mnt/models/bench-raw'))
         raw_unmount('bench-raw', '/mnt/models/bench-raw')
-        data = modrun(module_args(VM, 'bench-one'))
+        data = modrun(module_args(VM, 'bench-one'), profile=False)
         direct.append(data['outer'])
         direct_in.append(data['wall'])
+        direct_main.append(data['main'])
         unmount_all([(VM, 'bench-one')])
     RESULTS['mount_cost'] = {'task': summary(task), 'playbook_wall': summary(wall), 'direct_process': summary(direct),
-                             'direct_in_module': summary(direct_in), 'raw': summary(raw),
+                             'direct_in_module': summary(direct_in), 'direct_main': summary(direct_main),
+                             'raw': summary(raw), 'raw_virsh': summary(raw_virsh),
+                             'ratio_task_raw_virsh': ratio(task, raw_virsh),
                              'ratio_task_raw': ratio(task, raw), 'ratio_direct_raw': ratio(direct, raw),
-                             'ratio_in_module_raw': ratio(direct_in, raw)}
+                             'ratio_in_module_raw': ratio(direct_in, raw), 'ratio_main_raw': ratio(direct_main, raw)}
     r = RESULTS['mount_cost']
-    say('raw floor (attach LIVE|CONFIG + guest mkdir + mount)  %s' % fmt(raw))
-    say('module task (callback: task start to end)            %s   ratio %.2f' % (fmt(task), r['ratio_task_raw']))
-    say('module run directly (python process)                 %s   ratio %.2f' % (fmt(direct), r['ratio_direct_raw']))
-    say('module run directly (inside the module, no startup)  %s   ratio %.2f' % (fmt(direct_in), r['ratio_in_module_raw']))
-    say('ansible-playbook wall (whole command)                %s' % fmt(wall))
+    say('floor by hand: virsh attach-device --live --config + virsh qemu-agent-command mkdir, mount   %s' % fmt(raw_virsh))
+    say('floor in one process: attachDeviceFlags(LIVE|CONFIG) + guest-exec mkdir, mount             %s' % fmt(raw))
+    say('module task (callback: task start to end)       %s   ratio %.2f to the virsh floor, %.2f to the API floor'
+        % (fmt(task), r['ratio_task_raw_virsh'], r['ratio_task_raw']))
+    say('module run directly (python process)            %s   ratio %.2f to the API floor' % (fmt(direct), r['ratio_direct_raw']))
+    say('module run directly (imports + main())          %s   ratio %.2f to the API floor' % (fmt(direct_in), r['ratio_in_module_raw']))
+    say('module run directly (main() alone)              %s   ratio %.2f to the API floor' % (fmt(direct_main), r['ratio_main_raw']))
+    say('ansible-playbook wall (whole command)           %s' % fmt(wall))
     say()
 
 
@@ -540,19 +618,36 @@ def bench_noop():
         w, t, _changed = playbook(PLAY_STAT, [VM], MODELS)
         stat_t.append(t)
         stat_w.append(w)
+    # Per item: the module's process (no profiler) and the stat module's process, run directly, alternating.
+    mod_p, mod_main, stat_p = [], [], []
+    for _try in range(3 * RUNS):
+        data = modrun(module_args(VM, MODELS[0]), profile=False)
+        mod_p.append(data['outer'])
+        mod_main.append(data['main'])
+        stat_p.append(stat_process(os.path.join(HOST_POINT, SOURCE)))
     prof = modrun(module_args(VM, MODELS[0]))
+    RESULTS['noop_item'] = {'module_process': summary(mod_p), 'module_main': summary(mod_main),
+                            'stat_process': summary(stat_p),
+                            'module_ansible': summary(mod_t)['median'] / len(MODELS) - summary(mod_p)['median'],
+                            'stat_ansible': summary(stat_t)['median'] / len(MODELS) - summary(stat_p)['median']}
     RESULTS['noop'] = {'module_task': summary(mod_t), 'stat_task': summary(stat_t), 'module_wall': summary(mod_w),
                        'stat_wall': summary(stat_w), 'ratio_task': ratio(mod_t, stat_t), 'ratio_wall': ratio(mod_w, stat_w),
-                       'direct_noop': {'in_module': prof['wall'], 'layers': prof['layers'],
+                       'direct_noop': {'in_module': prof['wall'], 'main': prof['main'], 'layers': prof['layers'],
                                        'guest_round_trips': prof['guest_round_trips'],
                                        'libvirt_c_calls': prof['libvirt_c_calls']}}
     r = RESULTS['noop']
     say('8 x vm_model_mount (no-op), task   %s' % fmt(mod_t))
     say('8 x stat,                   task   %s   ratio %.2f' % (fmt(stat_t), r['ratio_task']))
     say('whole ansible-playbook: mounts %s, stats %s, ratio %.2f' % (fmt(mod_w), fmt(stat_w), r['ratio_wall']))
+    n = RESULTS['noop_item']
+    say('per item: vm_model_mount %.3f s = Ansible %.3f s + its process %s (main() %.3f s); stat %.3f s = Ansible '
+        '%.3f s + its process %s' % (summary(mod_t)['median'] / len(MODELS), n['module_ansible'], fmt(mod_p),
+                                     n['module_main']['median'], summary(stat_t)['median'] / len(MODELS),
+                                     n['stat_ansible'], fmt(stat_p)))
     d = r['direct_noop']
-    say('one no-op inside the module: %.3f s; libvirt %.3f s, guest %.3f s (%d agent round trips), juicefs %.3f s, '
-        'lock %.3f s; %d libvirt C calls' % (d['in_module'], d['layers']['libvirt'], d['layers']['guest'],
+    say('one no-op, profiled: imports + main() %.3f s, main() %.3f s; libvirt %.3f s, guest %.3f s (%d agent round '
+        'trips), juicefs %.3f s, lock %.3f s; %d libvirt C calls' % (d['in_module'], d['main'], d['layers']['libvirt'],
+                                                                      d['layers']['guest'],
                                              d['guest_round_trips'], d['layers']['juicefs'], d['layers']['lock'],
                                              d['libvirt_c_calls']))
     say()
@@ -592,11 +687,15 @@ def bench_guest_reads():
 
 
 def dd(name, path):
+    """Seconds of a sequential read in the guest, as dd itself reports them (busybox and GNU dd print
+    "... copied, 0.352 seconds" / "... copied, 0.352 s"); the wall time around the command (which adds
+    the agent round trips and the poll interval) only when dd does not say."""
     start = time.monotonic()
     rc, out, err = gexec(name, ['dd', 'if=' + path, 'of=/dev/null', 'bs=1M'])
     wall = time.monotonic() - start
     assert rc == 0, err
-    return wall
+    found = re.search(r'copied, ([0-9.]+) s', err + out)
+    return float(found.group(1)) if found and float(found.group(1)) > 0 else wall
 
 
 def host_dd(path):
@@ -604,6 +703,22 @@ def host_dd(path):
     subprocess.run(['dd', 'if=' + path, 'of=/dev/null', 'bs=1M'], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return time.monotonic() - start
+
+
+READ_AHEAD_KB = 1024
+
+
+def guest_mount_dev(name, path):
+    """major:minor of the (last) mount at path in the guest, from its mountinfo."""
+    _rc, out, _err = gexec(name, ['cat', '/proc/self/mountinfo'])
+    found = None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == path:
+            found = fields[2]
+    if found is None:
+        raise RuntimeError('%s is not mounted in %s' % (path, name))
+    return found
 
 
 def bench_data_path():
@@ -635,7 +750,11 @@ def bench_data_path():
     bfile = '/mnt/bench-blk/model.safetensors'
     pfile = '/mnt/bench-plain/model.safetensors'
     hfile = os.path.join(HOST_POINT, SOURCE, 'model.safetensors')
-    cold, warm, hot, blk, warmup_s, plain, host_cold, host_warm = [], [], [], [], [], [], [], []
+    cold, warm, hot, blk, warmup_s, plain, host_cold, host_warm, warm_ra = [], [], [], [], [], [], [], [], []
+    # The guest's readahead of the virtiofs mount (its backing device info, 128 KiB by default), raised by
+    # hand for one measurement: the lever the data path figures point at.
+    ra_file = '/sys/class/bdi/%s/read_ahead_kb' % guest_mount_dev(VM, '/mnt/models/bench-data')
+    _rc, ra_default, _err = gexec(VM, ['cat', ra_file])
     evict = [JUICEFS, 'warmup', '--evict', os.path.join(HOST_POINT, SOURCE)]
     try:
         for _try in range(RUNS):
@@ -648,6 +767,10 @@ def bench_data_path():
             warmup_s.append(modrun(module_args(VM, 'bench-data', warmup=True))['wall'])
             drop_caches()   # page caches only: the JuiceFS disk cache the warmup filled stays
             warm.append(dd(VM, vfile))
+            gwrite(VM, ra_file, '%d\n' % READ_AHEAD_KB)
+            drop_caches()
+            warm_ra.append(dd(VM, vfile))
+            gwrite(VM, ra_file, ra_default)
             drop_caches()
             blk.append(dd(VM, bfile))
             drop_caches()
@@ -673,6 +796,9 @@ def bench_data_path():
         return summary([mb / v for v in values])
     RESULTS['data_path'] = {'bytes': size, 'virtiofs_cold_MBps': speed(cold), 'virtiofs_warmup_MBps': speed(warm),
                             'virtiofs_hot_MBps': speed(hot), 'virtio_blk_cold_MBps': speed(blk),
+                            'guest_read_ahead_kb_default': int(ra_default), 'read_ahead_kb': READ_AHEAD_KB,
+                            'virtiofs_warmup_readahead_MBps': speed(warm_ra),
+                            'ratio_warm_ra_blk': ratio([mb / v for v in warm_ra], [mb / v for v in blk]),
                             'warmup_module_run_s': summary(warmup_s), 'virtiofs_plain_dir_MBps': speed(plain),
                             'host_juicefs_cold_MBps': speed(host_cold), 'host_juicefs_cached_MBps': speed(host_warm),
                             'ratio_plain_blk': ratio([mb / v for v in plain], [mb / v for v in blk]),
@@ -680,12 +806,14 @@ def bench_data_path():
                             'ratio_cold_blk': ratio([mb / v for v in cold], [mb / v for v in blk]),
                             'ratio_warm_cold': ratio([mb / v for v in warm], [mb / v for v in cold])}
     r = RESULTS['data_path']
-    say('%d bytes; guest dd bs=1M to /dev/null, timed around the guest-exec (includes ~15 ms of agent round trips)' % size)
+    say('%d bytes; guest dd bs=1M to /dev/null, the seconds dd itself reports in the guest' % size)
     say('virtio-blk (ext4 image, host+guest caches dropped)     %s' % fmt(r['virtio_blk_cold_MBps'], 'MB/s', 0))
     say('virtiofs cold (JuiceFS cache evicted, caches dropped)  %s   ratio to blk %.2f'
         % (fmt(r['virtiofs_cold_MBps'], 'MB/s', 0), r['ratio_cold_blk']))
     say('virtiofs after warmup: true (page caches dropped)      %s   ratio to blk %.2f, to cold %.2f'
         % (fmt(r['virtiofs_warmup_MBps'], 'MB/s', 0), r['ratio_warm_blk'], r['ratio_warm_cold']))
+    say('virtiofs after warmup, guest readahead %d KiB (not %s)  %s   ratio to blk %.2f'
+        % (READ_AHEAD_KB, ra_default.strip(), fmt(r['virtiofs_warmup_readahead_MBps'], 'MB/s', 0), r['ratio_warm_ra_blk']))
     say('virtiofs second read (caches warm)                     %s' % fmt(r['virtiofs_hot_MBps'], 'MB/s', 0))
     say('virtiofs over a plain host directory (no JuiceFS)      %s   ratio to blk %.2f'
         % (fmt(r['virtiofs_plain_dir_MBps'], 'MB/s', 0), r['ratio_plain_blk']))
@@ -744,7 +872,8 @@ def bench_scaling_and_memory():
     unmount_all([(VM, 'bench-m1')])
     RESULTS['scaling'] = curve
     RESULTS['memory'] = memory
-    RESULTS['breakdown_mount'] = {'process': prof['outer'], 'in_module': prof['wall'], 'layers': prof['layers'],
+    RESULTS['breakdown_mount'] = {'process': prof['outer'], 'in_module': prof['wall'], 'main': prof['main'],
+                                  'layers': prof['layers'],
                                   'guest_round_trips': prof['guest_round_trips'], 'libvirt_c_calls': prof['libvirt_c_calls']}
     say('%-22s %-34s %-28s' % ('case', 'task wall (median, min–max)', 'per mount'))
     for key in ('1 models into 1 VM', '2 models into 1 VM', '4 models into 1 VM', '8 models into 1 VM',
@@ -754,12 +883,13 @@ def bench_scaling_and_memory():
     b = RESULTS['breakdown_mount']
     single = curve['1 models into 1 VM']['task']['median']
     layers = b['layers']
-    other = b['in_module'] - sum(layers.values())
-    say('one mount, where the time goes: task %.3f s = Ansible (task minus module process) %.3f s + python start and '
-        'imports %.3f s + in module %.3f s [libvirt %.3f s, guest agent %.3f s in %d round trips, JuiceFS %.3f s, '
-        'lock %.3f s, other %.3f s]; %d libvirt C calls'
-        % (single, single - b['process'], b['process'] - b['in_module'], b['in_module'], layers['libvirt'],
-           layers['guest'], b['guest_round_trips'], layers['juicefs'], layers['lock'], other, b['libvirt_c_calls']))
+    other = b['main'] - sum(layers.values())
+    say('one mount, where the time goes (profiled run): task %.3f s = Ansible (task minus module process) %.3f s + '
+        'python start %.3f s + imports %.3f s + main() %.3f s [libvirt %.3f s, guest agent %.3f s in %d round trips, '
+        'JuiceFS %.3f s, lock %.3f s, other %.3f s]; %d libvirt C calls'
+        % (single, single - b['process'], b['process'] - b['in_module'], b['in_module'] - b['main'], b['main'],
+           layers['libvirt'], layers['guest'], b['guest_round_trips'], layers['juicefs'], layers['lock'], other,
+           b['libvirt_c_calls']))
     say()
     say('== 4. Memory (KiB; JuiceFS clients of the bench volume mount; virtiofsd per device = its process pair) ==')
     say('%-24s %-5s %-7s %-24s %-7s %-30s' % ('case', 'jfs', 'jfs', 'juicefs RSS anon/file/shm', 'devices',

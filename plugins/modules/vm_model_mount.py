@@ -163,6 +163,11 @@ notes:
   - The VM must have shared memory backing (C(<memoryBacking><source type='memfd'/><access mode='shared'/>)); adding
     it needs a VM restart.
   - The guest needs qemu-guest-agent and the virtiofs kernel module.
+  - A run that finds the model in place reads both XMLs, the record, the guest's mount table and fstab, and changes
+    nothing. It probes the guest mount (a C(statfs) in the guest) only when the mount's data path changed since the
+    mount was proven readable (the device attached again, the host volume mounted again, the VM restarted); the
+    live record keeps that data path (its virtiofsd and host mount). M(aimodel.kvm.vm_model_mount_info) probes
+    every mount.
   - Every failure names the VM and model and leaves nothing half-done. Bad input fails before anything is touched,
     with the option's name first, for example C(mount_path - must not be the system directory /etc). The failures a
     run can meet, and what to do, follow.
