@@ -646,10 +646,9 @@ def bench_noop():
                                      n['stat_ansible'], fmt(stat_p)))
     d = r['direct_noop']
     say('one no-op, profiled: imports + main() %.3f s, main() %.3f s; libvirt %.3f s, guest %.3f s (%d agent round '
-        'trips), juicefs %.3f s, lock %.3f s; %d libvirt C calls' % (d['in_module'], d['main'], d['layers']['libvirt'],
-                                                                      d['layers']['guest'],
-                                             d['guest_round_trips'], d['layers']['juicefs'], d['layers']['lock'],
-                                             d['libvirt_c_calls']))
+        'trips), juicefs %.3f s, lock %.3f s; %d libvirt C calls'
+        % (d['in_module'], d['main'], d['layers']['libvirt'], d['layers']['guest'], d['guest_round_trips'],
+           d['layers']['juicefs'], d['layers']['lock'], d['libvirt_c_calls']))
     say()
 
 

@@ -164,6 +164,20 @@ class Domain:
         pidfiles = glob.glob(os.path.join(run_dir, '%d-*-%s-fs.pid' % (dom_id, alias)))
         return pidfiles[0] if len(pidfiles) == 1 else None
 
+    def _backend(self, alias, run_dir):
+        """The virtiofsd of the device with this alias: None when libvirt keeps no (single) pid file for it,
+        else its PID, or 0 when the pid file or the process is gone or is not a virtiofsd."""
+        pidfile = self._backend_pidfile(alias, run_dir)
+        if pidfile is None:
+            return None
+        try:
+            with open(pidfile) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                return pid if b'virtiofsd' in handle.read() else 0
+        except (IOError, OSError, ValueError):
+            return 0
+
     def backend_alive(self, alias, run_dir='/run/libvirt/qemu'):
         """Whether the virtiofsd that libvirt started for the device with this alias still runs: True, False,
         or None when it cannot be told (another libvirt layout, a session URI, no alias).
@@ -171,32 +185,19 @@ class Domain:
         Checked on the host, never through the guest: a guest process that touches a virtiofs mount whose
         virtiofsd died hangs for good, and holds the device so that it cannot be detached.
         """
-        pidfile = self._backend_pidfile(alias, run_dir)
-        if pidfile is None:
-            return None
-        try:
-            with open(pidfile) as handle:
-                pid = int(handle.read().strip())
-            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-                return b'virtiofsd' in handle.read()
-        except (IOError, OSError, ValueError):
-            return False
+        pid = self._backend(alias, run_dir)
+        return None if pid is None else pid != 0
 
     def backend_identity(self, alias, run_dir='/run/libvirt/qemu'):
         """``PID.START`` of the running virtiofsd of the device with this alias (its start time in clock
         ticks since boot, so a reused PID does not match), or None when it cannot be told."""
-        pidfile = self._backend_pidfile(alias, run_dir)
-        if pidfile is None:
+        pid = self._backend(alias, run_dir)
+        if not pid:
             return None
         try:
-            with open(pidfile) as handle:
-                pid = int(handle.read().strip())
             with open('/proc/%d/stat' % pid) as handle:
                 stat = handle.read()
-            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-                if b'virtiofsd' not in handle.read():
-                    return None
-        except (IOError, OSError, ValueError):
+        except (IOError, OSError):
             return None
         # Field 22 (starttime), counted after the command name, which is in parentheses and may hold spaces.
         fields = stat.rsplit(')', 1)[-1].split()

@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The virtiofsd of a device, told on the host from libvirt's pid file and /proc (a real process here)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import subprocess
+
+import pytest
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+
+
+class _Dom:
+    def name(self):
+        return 'vm1'
+
+    def UUIDString(self):  # pylint: disable=invalid-name
+        return '11111111-2222-3333-4444-555555555555'
+
+    def ID(self):  # pylint: disable=invalid-name
+        return 7
+
+
+@pytest.fixture
+def fake_virtiofsd():
+    # A process whose command line names virtiofsd, as libvirt's does.
+    proc = subprocess.Popen(['virtiofsd-for-test', '30'], executable='sleep')
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_backend_alive_and_identity(tmp_path, fake_virtiofsd):
+    domain = _libvirt.Domain(_Dom())
+    run_dir = str(tmp_path)
+    assert domain.backend_alive('fs0', run_dir) is None, 'no pid file: cannot be told'
+    assert domain.backend_identity('fs0', run_dir) is None
+    (tmp_path / '7-vm1-fs0-fs.pid').write_text('%d\n' % fake_virtiofsd.pid)
+    assert domain.backend_alive('fs0', run_dir) is True
+    identity = domain.backend_identity('fs0', run_dir)
+    assert identity.startswith('%d.' % fake_virtiofsd.pid) and identity.split('.')[1].isdigit()
+    assert domain.backend_identity('fs0', run_dir) == identity, 'stable while the process runs'
+    assert domain.backend_alive('fs1', run_dir) is None, 'another device'
+    fake_virtiofsd.kill()
+    fake_virtiofsd.wait()
+    assert domain.backend_alive('fs0', run_dir) is False
+    assert domain.backend_identity('fs0', run_dir) is None
+
+
+def test_backend_that_is_not_virtiofsd(tmp_path):
+    domain = _libvirt.Domain(_Dom())
+    (tmp_path / '7-vm1-fs0-fs.pid').write_text('1\n')   # init, not a virtiofsd (a reused PID)
+    assert domain.backend_alive('fs0', str(tmp_path)) is False
+    assert domain.backend_identity('fs0', str(tmp_path)) is None
+
+
+def test_mount_id_of_the_visible_mount(tmp_path):
+    info = tmp_path / 'mountinfo'
+    info.write_text('21 1 0:20 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
+                    '30 21 0:40 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
+                    '31 1 0:41 / /other rw - tmpfs tmpfs rw\n')
+    assert _juicefs.mount_id('/var/lib/aimodel/volumes/v x/ro', str(info)) == '30'
+    assert _juicefs.mount_id('/nowhere', str(info)) is None
