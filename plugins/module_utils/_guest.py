@@ -3,10 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The guest side through qemu-guest-agent: exec with an argv, files, mounts, fstab.
+"""The guest side through qemu-guest-agent: exec with an argv, files, mounts, fstab, readahead.
 
-No value is ever put into a shell command line: the one shell script (``REPLACE_FILE_SCRIPT``) is a
-constant and gets the path as an argument and the content on its standard input.
+No value is ever put into a shell command line: the shell scripts (``REPLACE_FILE_SCRIPT``,
+``WRITE_VALUE_SCRIPT``) are constants and get paths and values as arguments or on standard input.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +19,10 @@ import time
 
 FSTAB = '/etc/fstab'
 FSTYPE = 'virtiofs'
+# The mount table with each mount's ID (a new one for every mount, so a remount after a guest reboot is told
+# apart) and device number (which names its readahead setting in sysfs).
+MOUNTINFO = '/proc/self/mountinfo'
+READ_AHEAD = '/sys/class/bdi/%s/read_ahead_kb'
 
 # Messages of a mount that failed because the guest has not yet discovered the hot-plugged device.
 _NOT_YET_RE = re.compile(r'Invalid argument|No such device|not found|No such file', re.IGNORECASE)
@@ -47,6 +51,8 @@ REPLACE_FILE_SCRIPT = (
     'trap \'rm -f "$tmp"\' EXIT; '
     'cat > "$tmp"; mv -f "$tmp" "$real"; trap - EXIT; sync'
 )
+# Write a value into a (sysfs) file in place, for agents without the file commands: $1 the value, $2 the file.
+WRITE_VALUE_SCRIPT = 'printf "%s\\n" "$1" > "$2"'
 
 
 class GuestError(Exception):
@@ -185,11 +191,37 @@ class Agent:
 
     # --- mounts -----------------------------------------------------------------------------------
     def mounts(self):
-        """The guest's mount table (/proc/mounts) as a list of dicts."""
-        text = self.read_file('/proc/mounts')
+        """The guest's mount table (/proc/self/mountinfo) as a list of dicts (see parse_mountinfo)."""
+        text = self.read_file(MOUNTINFO)
         if text is None:
-            raise GuestError('reading the mount table failed in VM %s: /proc/mounts does not exist' % self.domain.name)
-        return parse_mounts(text)
+            raise GuestError('reading the mount table failed in VM %s: %s does not exist' % (self.domain.name, MOUNTINFO))
+        return parse_mountinfo(text)
+
+    def read_ahead_kb(self, dev):
+        """The readahead (KiB) of the guest's mount with this device number, or None when it has none."""
+        text = self.read_file(READ_AHEAD % dev)
+        try:
+            return int(text.strip()) if text is not None else None
+        except ValueError:
+            return None
+
+    def set_read_ahead_kb(self, dev, kib):
+        """Set the readahead of the guest's mount with this device number (sysfs: written in place)."""
+        path = READ_AHEAD % dev
+        data = base64.b64encode(('%d\n' % kib).encode('ascii')).decode('ascii')
+        try:
+            handle = self.command('guest-file-open', {'path': path, 'mode': 'w'})
+        except GuestError as exc:
+            if not _NO_FILE_OPS_RE.search(str(exc)):
+                raise GuestError('read_ahead_kb: setting the readahead of the mount (%s) failed in VM %s (is sysfs '
+                                 'mounted in the guest? read_ahead_kb: 0 leaves it alone): %s' % (path, self.domain.name, exc))
+            self.check(['sh', '-c', WRITE_VALUE_SCRIPT, 'sh', str(int(kib)), path],
+                       'setting the readahead of %s' % dev)
+            return
+        try:
+            self.command('guest-file-write', {'handle': handle, 'buf-b64': data})
+        finally:
+            self.command('guest-file-close', {'handle': handle})
 
     def make_dirs(self, path):
         """mkdir -p; returns the directories it created (so a rollback can remove exactly those)."""
@@ -251,14 +283,18 @@ def _escape(field):
     return re.sub(r'[\s\\]', lambda m: '\\%03o' % ord(m.group(0)), field)
 
 
-def parse_mounts(text):
+def parse_mountinfo(text):
+    """/proc/self/mountinfo as dicts: id, dev (major:minor), source, target, fstype, options (the mount's
+    own: ro or rw is there) and super_options (its superblock's)."""
     mounts = []
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
+        left, sep, right = line.partition(' - ')
+        fields, rest = left.split(), right.split()
+        if not sep or len(fields) < 6 or len(rest) < 2:
             continue
-        mounts.append({'source': _unescape(parts[0]), 'target': _unescape(parts[1]), 'fstype': parts[2],
-                       'options': parts[3].split(',')})
+        mounts.append({'id': fields[0], 'dev': fields[2], 'source': _unescape(rest[1]), 'target': _unescape(fields[4]),
+                       'fstype': rest[0], 'options': fields[5].split(','),
+                       'super_options': rest[2].split(',') if len(rest) > 2 else []})
     return mounts
 
 

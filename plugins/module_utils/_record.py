@@ -20,14 +20,15 @@ KEY = 'aimodel'
 
 # The fields of one record, in the order they are written.
 FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_only', 'persist', 'guest_mount', 'cache',
-          'created', 'updated')
+          'read_ahead_kb', 'created', 'updated')
 # Bookkeeping of the module, never returned: ``verified`` is the data path (virtiofsd process and host
 # volume mount) under which the guest mount was last proven readable; live records only.
 INTERNAL_FIELDS = ('verified',)
 _BOOL_FIELDS = ('read_only', 'persist', 'guest_mount')
 # The fields that define what is mounted; the others are bookkeeping.
 IDENTITY_FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_only', 'persist', 'guest_mount',
-                   'cache')
+                   'cache', 'read_ahead_kb')
+_INT_FIELDS = ('read_ahead_kb',)
 
 
 class RecordError(Exception):
@@ -56,6 +57,11 @@ def parse(xml_text):
             if field in _BOOL_FIELDS:
                 # Missing means the default, which is true for each of them.
                 value = value != 'false'
+            elif field in _INT_FIELDS and value is not None:
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise RecordError('the mount record in the domain metadata has %s=%r, not a number' % (field, value))
             record[field] = value
         if record.get('model'):
             records[record['model']] = record

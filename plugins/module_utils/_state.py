@@ -108,8 +108,15 @@ def report(state, vm_name, host_volume_status=None):
         config = state.device(tag, config=True) is not None
         mounted = None
         accessible = None
+        read_ahead = None
         if state.active and state.guest_mounts is not None:
-            mounted = any(m['target'] == rec['mount_path'] for m in state.guest_mounts_of(tag))
+            here = [m for m in state.guest_mounts_of(tag) if m['target'] == rec['mount_path']]
+            mounted = bool(here)
+            if here and rec.get('read_ahead_kb'):
+                try:
+                    read_ahead = state.agent.read_ahead_kb(here[-1]['dev'])
+                except _guest.GuestError:
+                    read_ahead = None
         in_fstab = None
         if state.fstab is not None:
             in_fstab = _guest.fstab_find(state.fstab, tag) is not None
@@ -138,6 +145,8 @@ def report(state, vm_name, host_volume_status=None):
                         reasons.append('stale_guest_mount')
                 if rec.get('persist') and in_fstab is False:
                     reasons.append('fstab_missing')
+                if read_ahead is not None and read_ahead != rec.get('read_ahead_kb'):
+                    reasons.append('read_ahead_differs')
             if host_volume_status is not None:
                 host = host_volume_status(rec)
                 if host in ('dead', 'foreign'):
@@ -152,6 +161,7 @@ def report(state, vm_name, host_volume_status=None):
             'device_config': config,
             'guest_mounted': mounted,
             'guest_accessible': accessible,
+            'guest_read_ahead_kb': read_ahead,
             'in_fstab': in_fstab,
         })
         entries.append(entry)

@@ -144,6 +144,17 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+  read_ahead_kb:
+    description:
+      - The guest's readahead of the mount, in KiB, set in the guest's sysfs (C(/sys/class/bdi/<dev>/read_ahead_kb))
+        after the mount. The guest kernel's default, 128 KiB, reads the weights about a third slower (see
+        C(docs/performance.md)).
+      - Checked on every run and set again when it differs; a guest reboot mounts the model again from the fstab
+        with the kernel's default, which M(aimodel.kvm.vm_model_mount_info) reports as V(read_ahead_differs) until
+        the next run.
+      - V(0) leaves the guest's readahead alone.
+    type: int
+    default: 1024
   lock_timeout:
     description:
       - Seconds to wait for another operation on the same VM to finish.
@@ -271,6 +282,10 @@ mount:
       description: virtiofs cache mode.
       type: str
       sample: auto
+    read_ahead_kb:
+      description: The guest's readahead of the mount in KiB (V(0) when left to the guest).
+      type: int
+      sample: 1024
     created:
       description: When the mount was first recorded (UTC, ISO 8601).
       type: str
@@ -342,6 +357,10 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+# The guest's readahead of a mount is a sysfs value in KiB; beyond 64 MiB it only costs guest memory.
+MAX_READ_AHEAD_KB = 65536
+
+
 def argument_spec():
     return dict(
         uri=_libvirt.uri_option(),
@@ -365,6 +384,7 @@ def argument_spec():
         force=dict(type='bool', default=False),
         warmup=dict(type='bool', default=False),
         cache=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
+        read_ahead_kb=dict(type='int', default=1024),
         lock_timeout=dict(type='int', default=120),
         agent_timeout=dict(type='int', default=30),
         device_timeout=dict(type='int', default=60),
@@ -387,6 +407,9 @@ def desired_from_params(params):
     if params['cache'] == 'never':
         raise _spec.SpecError('cache', 'never is refused: model loaders mmap the weights and mmap fails on a '
                                        'virtiofs mount without cache; use auto or always')
+    if params['read_ahead_kb'] is None or not 0 <= params['read_ahead_kb'] <= MAX_READ_AHEAD_KB:
+        raise _spec.SpecError('read_ahead_kb', 'must be between 0 (keep the guest kernel default) and %d KiB, got %r'
+                              % (MAX_READ_AHEAD_KB, params['read_ahead_kb']))
     name = _spec.validate_volume_name(volume['name'])
     if not volume.get('meta_url'):
         raise _spec.SpecError('volume.meta_url', 'is required with state=mounted (or set AIMODEL_META_URL)')
@@ -407,6 +430,7 @@ def desired_from_params(params):
         'persist': params['persist'],
         'guest_mount': params['guest_mount'],
         'cache': params['cache'],
+        'read_ahead_kb': params['read_ahead_kb'],
     }
     connection = {
         'meta_url': meta_url,
@@ -619,16 +643,22 @@ class Runner:
         here = [m for m in state.guest_mounts_of(tag) if m['target'] == path] if running else []
         # The data path under which the guest mount at path is known to be readable in this run (or None).
         verified = {'path': None}
+        read_ahead = desired['read_ahead_kb'] if desired['guest_mount'] else 0
+        check_read_ahead = False
         if here and live_dev is not None and not broken:
-            now = self.data_path(domain, tag, point, state.live_devices)
+            now = self.data_path(domain, tag, point, state.live_devices, here[-1]['id'])
             if now is not None and (current or {}).get('verified') == now:
-                # Proven readable before, and neither its virtiofsd nor the host volume's mount has changed
-                # since: a guest mount of this very device, which is not probed again (a no-op stays one guest
-                # read). A re-attached device or a remounted host volume changes this and gets the probe.
+                # Proven readable before, and neither its virtiofsd, nor the host volume's mount, nor the guest
+                # mount has changed since: not probed again (no guest process on a no-op). A re-attached
+                # device, a remounted host volume or a guest reboot (the fstab mounts it again) changes this
+                # and brings the probe back.
                 verified['path'] = now
             else:
                 broken = not agent.accessible_many([path]).get(path, False)
                 verified['path'] = None if broken else now
+            # The readahead is read every time (one small sysfs file): it is lost with every new guest mount
+            # and can be changed by hand, and vm_model_mount_info reports it.
+            check_read_ahead = bool(read_ahead) and not broken
         detach_live = running and live_dev is not None and (stale(live_dev) or broken)
         detach_cfg = cfg_dev is not None and (stale(cfg_dev) or not want_config)
         if running and (detach_live or live_dev is None):
@@ -666,8 +696,8 @@ class Runner:
                          'restored the guest fstab')
         else:
             self.pending = True
-        # The guest mount.
-        mounts_now = False
+        # The guest mount, and its readahead (the guest kernel's 128 KiB default halves sequential reads).
+        guest_touched = False
         if running and desired['guest_mount']:
             ro_opt = 'ro' if desired['read_only'] else 'rw'
             here = [m for m in state.guest_mounts_of(tag) if m['target'] == path]
@@ -675,20 +705,38 @@ class Runner:
                 self.add('unmount %s from %s in the guest (access mode changes)' % (tag, path), lambda: agent.umount(path))
                 here = []
             if not here:
+                mounted = {}
+
                 def guest_mount():
                     agent.mount_virtiofs(tag, path, desired['read_only'], self.params['device_timeout'])
-                    verified['path'] = self.data_path(domain, tag, point)
+                    found = [m for m in agent.mounts() if m['target'] == path and m['source'] == tag]
+                    if not found:
+                        raise MountFailed('the guest mounted %s at %s but its mount table does not show it' % (tag, path))
+                    mounted.update(found[-1])
+                    verified['path'] = self.data_path(domain, tag, point, guest_mount_id=mounted['id'])
                 self.add('mount %s at %s in the guest (%s)' % (tag, path, ro_opt), guest_mount,
                          lambda: agent.umount(path), 'unmounted %s from %s in the guest' % (tag, path))
-                mounts_now = True
+                if read_ahead:
+                    self.add('set the readahead of %s in the guest to %d KiB' % (tag, read_ahead),
+                             lambda: agent.set_read_ahead_kb(mounted['dev'], read_ahead))
+                guest_touched = True
+            elif check_read_ahead:
+                dev = here[-1]['dev']
+                now_kb = agent.read_ahead_kb(dev)
+                if now_kb is not None and now_kb != read_ahead:
+                    self.add('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (tag, read_ahead, now_kb),
+                             lambda: agent.set_read_ahead_kb(dev, read_ahead),
+                             lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % tag)
+                    guest_touched = True
 
         # The record, last.
         stamp = _now()
         new = dict(desired, created=(current or {}).get('created') or stamp, updated=stamp)
         live_records = dict(state.live_records)
         config_records = dict(state.config_records)
-        # A guest mount made in this run refreshes the live record's data path even when nothing else changed.
-        write_live = running and (mounts_now or not _record.same(live_records.get(model), desired))
+        # A guest mount or readahead set in this run refreshes the live record's data path even when nothing else
+        # changed.
+        write_live = running and (guest_touched or not _record.same(live_records.get(model), desired))
         write_cfg = state.persistent and ((want_config and not _record.same(config_records.get(model), desired))
                                           or (not want_config and model in config_records))
         if write_live or write_cfg:
@@ -743,16 +791,19 @@ class Runner:
         return found
 
     @staticmethod
-    def data_path(domain, tag, point, devices=None):
-        """What a guest mount of this tag reads through, as one string: the virtiofsd process of its live
-        device (PID and start time) and the kernel's ID of the host volume's mount; None when either is
-        unknown. A device attached again gets a new virtiofsd, a host volume mounted again a new ID."""
+    def data_path(domain, tag, point, devices=None, guest_mount_id=None):
+        """What the guest mount of this tag reads through, as one string: the virtiofsd process of its live
+        device (PID and start time), the kernel's ID of the host volume's mount and the guest's ID of the
+        mount itself; None when any is unknown. A device attached again gets a new virtiofsd, a host volume
+        mounted again a new ID, a guest mount made again (after a guest reboot) a new guest ID."""
+        if guest_mount_id is None:
+            return None
         if devices is None:
             devices = _libvirt.filesystems(domain.xml())
         dev = [d for d in devices if d['tag'] == tag]
         backend = domain.backend_identity(dev[0]['alias']) if len(dev) == 1 else None
         host = _juicefs.mount_id(point) if backend else None
-        return '%s@%s' % (backend, host) if host else None
+        return '%s@%s#%s' % (backend, host, guest_mount_id) if host else None
 
     def attach(self, domain, device_xml, tag, live, config):
         try:

@@ -84,6 +84,7 @@ mounts:
       persist: true
       guest_mount: true
       cache: auto
+      read_ahead_kb: 1024
       created: '2026-11-23T22:40:00Z'
       updated: '2026-11-23T22:40:00Z'
       status: mounted
@@ -92,6 +93,7 @@ mounts:
       device_config: true
       guest_mounted: true
       guest_accessible: true
+      guest_read_ahead_kb: 1024
       in_fstab: true
     - vm: inference-01
       model: llama-3-8b
@@ -103,6 +105,7 @@ mounts:
       persist: false
       guest_mount: true
       cache: auto
+      read_ahead_kb: 1024
       created: '2026-11-23T22:41:00Z'
       updated: '2026-11-23T22:41:00Z'
       status: degraded
@@ -111,6 +114,7 @@ mounts:
       device_config: false
       guest_mounted: false
       guest_accessible: null
+      guest_read_ahead_kb: null
       in_fstab: false
     - vm: batch-07
       model: all-minilm-l6-v2
@@ -122,6 +126,7 @@ mounts:
       persist: true
       guest_mount: true
       cache: auto
+      read_ahead_kb: 1024
       created: '2026-11-23T22:42:00Z'
       updated: '2026-11-23T22:42:00Z'
       status: pending
@@ -130,6 +135,7 @@ mounts:
       device_config: true
       guest_mounted: null
       guest_accessible: null
+      guest_read_ahead_kb: null
       in_fstab: null
   contains:
     vm:
@@ -172,6 +178,11 @@ mounts:
       description: virtiofs cache mode.
       type: str
       sample: auto
+    read_ahead_kb:
+      description: The guest readahead (KiB) the mount was declared with; V(0) when left to the guest; null for a
+        mount recorded before the option existed.
+      type: int
+      sample: 1024
     created:
       description: When the mount was first recorded.
       type: str
@@ -202,6 +213,8 @@ mounts:
         - V(guest_unreachable) the guest agent does not answer, so the guest side is unknown.
         - V(fstab_missing) a persistent mount has no line in the guest's fstab (it will not come back after a reboot).
         - V(host_volume_dead) the volume's client on the host died or something else is mounted there.
+        - V(read_ahead_differs) the guest's readahead of the mount is not RV(mounts[].read_ahead_kb) (after a guest
+          reboot, which mounts it again with the kernel's default, or a change by hand).
         - Running M(aimodel.kvm.vm_model_mount) again with the same arguments repairs every reason but
           V(guest_unreachable) and V(vm_stopped).
       type: list
@@ -223,6 +236,10 @@ mounts:
       description: Whether a process in the guest can read the mount; null when not checked.
       type: bool
       sample: true
+    guest_read_ahead_kb:
+      description: The guest's readahead of the mount in KiB; null when not read (not mounted, left to the guest).
+      type: int
+      sample: 1024
     in_fstab:
       description: Whether the guest's fstab has the line of this mount; null when the guest could not be asked.
       type: bool

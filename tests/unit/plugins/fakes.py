@@ -15,6 +15,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import base64
 import json
+import zlib
 import xml.etree.ElementTree as ET
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
@@ -33,14 +34,28 @@ class FakeGuest:
         self.reachable = True
         self.no_file_ops = False
         self.read_only_files = set()
+        self.next_mount_id = 200
         self.argvs = []
 
+    @staticmethod
+    def mount_id(mount):
+        """A mount made by the fake's mount command carries its ID (5th field); others get one from their value."""
+        return mount[4] if len(mount) > 4 else 1000 + zlib.crc32(repr(mount).encode()) % 100000
+
+    def mount_dev(self, mount):
+        return '0:%d' % (self.mount_id(mount) % 1000)
+
     def proc_mounts(self):
-        return ''.join('%s %s %s %s 0 0\n' % m for m in self.mounts)
+        """/proc/self/mountinfo of the fake guest."""
+        return ''.join('%d 1 %s / %s %s - %s %s %s\n' % (self.mount_id(m), self.mount_dev(m), m[1].replace(' ', '\\040'),
+                                                         m[3], m[2], m[0], m[3]) for m in self.mounts)
 
     def execute(self, argv, devices, stdin=None):
         self.argvs.append(list(argv))
         cmd = argv[0]
+        if cmd == 'sh' and argv[1:3] == ['-c', _guest.WRITE_VALUE_SCRIPT] and len(argv) == 6:
+            self.files[argv[5]] = argv[4] + '\n'
+            return 0, '', ''
         if cmd == 'sh':
             if argv[1:3] != ['-c', _guest.REPLACE_FILE_SCRIPT] or len(argv) != 5:
                 raise AssertionError('unexpected guest shell %r' % (argv,))
@@ -50,7 +65,7 @@ class FakeGuest:
             self.files[path] = (stdin or b'').decode()
             return 0, '', ''
         if cmd == 'cat':
-            if argv[1] == '/proc/mounts':
+            if argv[1] == '/proc/self/mountinfo':
                 return 0, self.proc_mounts(), ''
             if argv[1] in self.files:
                 return 0, self.files[argv[1]], ''
@@ -86,7 +101,10 @@ class FakeGuest:
                 return 255, '', 'mount: mounting %s on %s failed: %s\n' % (tag, path, self.fail_mount)
             if tag not in devices:
                 return 255, '', 'mount: mounting %s on %s failed: Invalid argument\n' % (tag, path)
-            self.mounts.append((tag, path, 'virtiofs', opts))
+            self.next_mount_id += 1
+            mount = (tag, path, 'virtiofs', opts, self.next_mount_id)
+            self.mounts.append(mount)
+            self.files['/sys/class/bdi/%s/read_ahead_kb' % self.mount_dev(mount)] = '128\n'
             return 0, '', ''
         if cmd == 'umount':
             path = argv[-1]
@@ -95,6 +113,7 @@ class FakeGuest:
                 return 1, '', 'umount: can\'t unmount %s: Device or resource busy\n' % path
             for index in range(len(self.mounts) - 1, -1, -1):
                 if self.mounts[index][1] == path:
+                    self.files.pop('/sys/class/bdi/%s/read_ahead_kb' % self.mount_dev(self.mounts[index]), None)
                     del self.mounts[index]
                     return 0, '', ''
             return 1, '', 'umount: can\'t unmount %s: Invalid argument\n' % path
@@ -232,7 +251,7 @@ class FakeDomain:
                                          "The command guest-file-open has been disabled for this instance", 1)
             handle = len(self._files) + 1
             if args.get('mode', 'r').startswith('r'):
-                if args['path'] == '/proc/mounts':
+                if args['path'] == '/proc/self/mountinfo':
                     data = self.guest.proc_mounts()
                 elif args['path'] in self.guest.files:
                     data = self.guest.files[args['path']]

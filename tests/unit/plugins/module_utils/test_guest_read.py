@@ -43,7 +43,7 @@ def test_agent_without_file_commands_falls_back_to_cat():
     assert agent.read_file('/etc/fstab') == dom.guest.files['/etc/fstab']
     assert agent.read_file('/etc/nope') is None
     assert agent.mounts()[1]['target'] == '/persist'
-    assert ['cat', '/proc/mounts'] in dom.guest.argvs
+    assert ['cat', '/proc/self/mountinfo'] in dom.guest.argvs
 
 
 def test_unreachable_agent_still_unreachable():

@@ -42,9 +42,13 @@ def test_fstab_edit():
     assert _guest.fstab_find('#aim-a-1 /x virtiofs ro 0 0\n', 'aim-a-1') is None
 
 
-def test_parse_mounts_unescapes():
-    mounts = _guest.parse_mounts('aim-a /mnt/with\\040space virtiofs ro,relatime 0 0\nproc /proc proc rw 0 0\n')
-    assert mounts[0] == {'source': 'aim-a', 'target': '/mnt/with space', 'fstype': 'virtiofs', 'options': ['ro', 'relatime']}
+def test_parse_mountinfo_unescapes():
+    mounts = _guest.parse_mountinfo('28 1 0:24 / /mnt/with\\040space ro,relatime shared:5 - virtiofs aim-a rw\n'
+                                    '3 1 0:3 / /proc rw - proc proc rw\n'
+                                    'garbage line\n')
+    assert mounts[0] == {'id': '28', 'dev': '0:24', 'source': 'aim-a', 'target': '/mnt/with space', 'fstype': 'virtiofs',
+                         'options': ['ro', 'relatime'], 'super_options': ['rw']}
+    assert len(mounts) == 2 and mounts[1]['target'] == '/proc'
 
 
 def test_agent_round_trips_and_errors():
@@ -87,9 +91,14 @@ def test_write_file_failure_names_the_path():
 
 def test_record_round_trip():
     rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
-           'read_only': False, 'persist': True, 'guest_mount': True, 'cache': 'auto', 'created': 't', 'updated': 't'}
+           'read_only': False, 'persist': True, 'guest_mount': True, 'cache': 'auto', 'read_ahead_kb': 1024,
+           'created': 't', 'updated': 't'}
     parsed = _record.parse(_record.render({'m': rec}))
     assert parsed == {'m': rec}
+    # A record written before read_ahead_kb existed reads as None (and differs from any desired value).
+    old = dict(rec)
+    del old['read_ahead_kb']
+    assert _record.parse(_record.render({'m': old}))['m']['read_ahead_kb'] is None
     assert _record.same(parsed['m'], dict(rec, updated='later'))
     assert not _record.same(parsed['m'], dict(rec, mount_path='/mnt/x'))
     assert _record.parse(None) == {}
@@ -165,3 +174,15 @@ def test_report_dead_backend_is_not_probed():
     entries, _orphans = _state.report(_state.VmState(dom, _guest.Agent(dom)), 'vm1')
     assert entries[0]['reasons'] == ['device_backend_dead'] and entries[0]['guest_accessible'] is None
     assert not [a for a in dom.guest.argvs if a[0] == 'stat']
+
+
+def test_set_and_read_the_guest_readahead():
+    dom = FakeDomain()
+    agent = _guest.Agent(dom)
+    agent.set_read_ahead_kb('0:24', 1024)
+    assert dom.guest.files['/sys/class/bdi/0:24/read_ahead_kb'] == '1024\n'
+    assert agent.read_ahead_kb('0:24') == 1024 and agent.read_ahead_kb('0:99') is None
+    dom.guest.no_file_ops = True
+    agent.set_read_ahead_kb('0:24', 2048)
+    assert dom.guest.files['/sys/class/bdi/0:24/read_ahead_kb'] == '2048\n'
+    assert ['sh', '-c', _guest.WRITE_VALUE_SCRIPT, 'sh', '2048', '/sys/class/bdi/0:24/read_ahead_kb'] in dom.guest.argvs

@@ -39,7 +39,7 @@ def test_mount_running_vm(domain, host, run_module):
     assert domain.live == [(TAG, '/var/lib/aimodel/volumes/labvol/ro/models/m1')]
     assert domain.config == domain.live
     assert ('attach', True, True) in domain.calls, 'live and persistent in one call'
-    assert (TAG, '/mnt/models/m1', 'virtiofs', 'ro') in domain.guest.mounts
+    assert (TAG, '/mnt/models/m1', 'virtiofs', 'ro') in [m[:4] for m in domain.guest.mounts]
     assert '%s /mnt/models/m1 virtiofs ro,nofail 0 0' % TAG in domain.guest.files['/etc/fstab']
     assert '/dev/vda /persist ext4' in domain.guest.files['/etc/fstab'], 'other fstab lines are kept'
     assert domain.records()['m1']['source_path'] == 'models/m1'
@@ -277,7 +277,7 @@ def test_persist_false_live_only(domain, host, run_module):
 
 def test_read_write(domain, host, run_module):
     run_module(vm_model_mount, dict(ARGS, read_only=False))
-    assert (TAG, '/mnt/models/m1', 'virtiofs', 'rw') in domain.guest.mounts
+    assert (TAG, '/mnt/models/m1', 'virtiofs', 'rw') in [m[:4] for m in domain.guest.mounts]
     assert domain.live[0][1].startswith('/var/lib/aimodel/volumes/labvol/rw/')
 
 
@@ -292,6 +292,8 @@ def test_read_write(domain, host, run_module):
     (dict(ARGS, source_path='../x'), 'source_path'),
     (dict(ARGS, source_path='/'), 'source_path'),
     (dict(ARGS, cache='never'), 'cache'),
+    (dict(ARGS, read_ahead_kb=-1), 'read_ahead_kb'),
+    (dict(ARGS, read_ahead_kb=65537), 'read_ahead_kb'),
     (dict(ARGS, volume={'name': 'labvol', 'meta_url': 'nonsense:pw@x'}), 'volume.meta_url'),
     (dict(ARGS, volume={'name': 'bad name', 'meta_url': 'sqlite3:///x.db'}), 'volume.name'),
     ({'vm': 'vm1', 'model': 'm1', 'volume': ARGS['volume']}, 'source_path'),
@@ -357,6 +359,65 @@ def test_repair_refreshes_the_data_path_and_keeps_timestamps(domain, host, run_m
     assert result['changed'] is True and any(a.startswith('mount ') for a in result['actions'])
     rec = domain.records()['m1']
     assert rec['verified'].startswith('5555.3@') and (rec['created'], rec['updated']) == (created, updated)
+
+
+def guest_read_ahead(domain):
+    mount = [m for m in domain.guest.mounts if m[2] == 'virtiofs'][-1]
+    return domain.guest.files['/sys/class/bdi/%s/read_ahead_kb' % domain.guest.mount_dev(mount)]
+
+
+def test_mount_sets_the_guest_readahead(domain, host, run_module):
+    result = run_module(vm_model_mount, ARGS)
+    assert any(a == 'set the readahead of %s in the guest to 1024 KiB' % TAG for a in result['actions'])
+    assert guest_read_ahead(domain) == '1024\n'
+    assert result['mount']['read_ahead_kb'] == 1024 and domain.records()['m1']['read_ahead_kb'] == 1024
+
+
+def test_read_ahead_zero_keeps_the_guest_default(domain, host, run_module):
+    result = run_module(vm_model_mount, dict(ARGS, read_ahead_kb=0))
+    assert not [a for a in result['actions'] if 'readahead' in a]
+    assert guest_read_ahead(domain) == '128\n'
+    assert run_module(vm_model_mount, dict(ARGS, read_ahead_kb=0))['changed'] is False
+
+
+def test_guest_reboot_brings_the_readahead_back(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    # The guest rebooted: its fstab mounted the model again (a new mount, the kernel's default readahead).
+    domain.guest.mounts = [m for m in domain.guest.mounts if m[2] != 'virtiofs']
+    domain.guest.execute(['mount', '-t', 'virtiofs', '-o', 'ro', TAG, '/mnt/models/m1'], [TAG])
+    assert guest_read_ahead(domain) == '128\n'
+    domain.guest.argvs = []
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True
+    assert result['actions'] == ['set the readahead of %s in the guest to 1024 KiB (was 128 KiB)' % TAG,
+                                 'write the record of m1 (live)']
+    assert [a for a in domain.guest.argvs if a[0] == 'stat'], 'a new guest mount is probed'
+    assert guest_read_ahead(domain) == '1024\n'
+    domain.guest.argvs = []
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+    assert not domain.guest.argvs, 'then a no-op again: no guest process'
+
+
+def test_changing_read_ahead_does_not_remount(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    result = run_module(vm_model_mount, dict(ARGS, read_ahead_kb=4096))
+    assert result['changed'] is True
+    assert not [a for a in result['actions'] if a.startswith(('mount ', 'unmount ', 'attach', 'detach'))], result['actions']
+    assert guest_read_ahead(domain) == '4096\n' and domain.records()['m1']['read_ahead_kb'] == 4096
+    assert domain.records(config=True)['m1']['read_ahead_kb'] == 4096
+
+
+def test_info_reports_readahead_drift(domain, host, run_module):
+    from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
+    run_module(vm_model_mount, ARGS)
+    mount = [m for m in domain.guest.mounts if m[2] == 'virtiofs'][-1]
+    domain.guest.files['/sys/class/bdi/%s/read_ahead_kb' % domain.guest.mount_dev(mount)] = '128\n'
+    entry = run_module(vm_model_mount_info, {'vm': 'vm1'})['mounts'][0]
+    assert entry['guest_read_ahead_kb'] == 128 and entry['reasons'] == ['read_ahead_differs']
+    assert entry['status'] == 'degraded'
+    run_module(vm_model_mount, ARGS)
+    entry = run_module(vm_model_mount_info, {'vm': 'vm1'})['mounts'][0]
+    assert entry['guest_read_ahead_kb'] == 1024 and entry['status'] == 'mounted'
 
 
 def test_device_detached_by_hand_leaves_dead_guest_mount(domain, host, run_module):
