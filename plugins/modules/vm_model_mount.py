@@ -174,11 +174,11 @@ notes:
   - The VM must have shared memory backing (C(<memoryBacking><source type='memfd'/><access mode='shared'/>)); adding
     it needs a VM restart.
   - The guest needs qemu-guest-agent and the virtiofs kernel module.
-  - A run that finds the model in place reads both XMLs, the record, the guest's mount table and fstab, and changes
-    nothing. It probes the guest mount (a C(statfs) in the guest) only when the mount's data path changed since the
-    mount was proven readable (the device attached again, the host volume mounted again, the VM restarted); the
-    live record keeps that data path (its virtiofsd and host mount). M(aimodel.kvm.vm_model_mount_info) probes
-    every mount.
+  - A run that finds the model in place reads both XMLs, the record, the guest's mount table, fstab and the mount's
+    readahead, and changes nothing. It probes the guest mount (a C(statfs) in the guest) only when the mount's data
+    path changed since the mount was proven readable (the device attached again, the host volume mounted again, the
+    VM restarted, the guest rebooted); the live record keeps that data path (its virtiofsd, host mount and guest
+    mount). M(aimodel.kvm.vm_model_mount_info) probes every mount.
   - Every failure names the VM and model and leaves nothing half-done. Bad input fails before anything is touched,
     with the option's name first, for example C(mount_path - must not be the system directory /etc). The failures a
     run can meet, and what to do, follow.
@@ -696,7 +696,7 @@ class Runner:
                          'restored the guest fstab')
         else:
             self.pending = True
-        # The guest mount, and its readahead (the guest kernel's 128 KiB default halves sequential reads).
+        # The guest mount, and its readahead (with the guest kernel's 128 KiB default, reads are a third slower).
         guest_touched = False
         if running and desired['guest_mount']:
             ro_opt = 'ro' if desired['read_only'] else 'rw'
@@ -709,9 +709,14 @@ class Runner:
 
                 def guest_mount():
                     agent.mount_virtiofs(tag, path, desired['read_only'], self.params['device_timeout'])
-                    found = [m for m in agent.mounts() if m['target'] == path and m['source'] == tag]
-                    if not found:
-                        raise MountFailed('the guest mounted %s at %s but its mount table does not show it' % (tag, path))
+                    try:
+                        found = [m for m in agent.mounts() if m['target'] == path and m['source'] == tag]
+                        if not found:
+                            raise MountFailed('the guest mounted %s at %s but its mount table does not show it' % (tag, path))
+                    except Exception:
+                        # This step failed, so the rollback will not undo it: take the mount back here.
+                        self.guest_umount(agent, path, True)
+                        raise
                     mounted.update(found[-1])
                     verified['path'] = self.data_path(domain, tag, point, guest_mount_id=mounted['id'])
                 self.add('mount %s at %s in the guest (%s)' % (tag, path, ro_opt), guest_mount,

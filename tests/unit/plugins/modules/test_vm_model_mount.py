@@ -373,6 +373,24 @@ def test_mount_sets_the_guest_readahead(domain, host, run_module):
     assert result['mount']['read_ahead_kb'] == 1024 and domain.records()['m1']['read_ahead_kb'] == 1024
 
 
+def test_mount_table_failure_after_the_guest_mount_takes_the_mount_back(domain, host, run_module, monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+    real = _guest.Agent.mounts
+    calls = []
+
+    def flaky(agent):
+        calls.append(1)
+        if len(calls) > 1:   # the read after the guest mount
+            raise _guest.GuestError('guest agent of VM vm1 did not answer guest-file-open: injected', unreachable=True)
+        return real(agent)
+    monkeypatch.setattr(_guest.Agent, 'mounts', flaky)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'mount %s at /mnt/models/m1 in the guest (ro) failed' % TAG in result['msg']
+    assert guest_targets(domain) == [] and domain.live == [] and domain.config == []
+    assert snapshot(domain) == before
+
+
 def test_read_ahead_zero_keeps_the_guest_default(domain, host, run_module):
     result = run_module(vm_model_mount, dict(ARGS, read_ahead_kb=0))
     assert not [a for a in result['actions'] if 'readahead' in a]
