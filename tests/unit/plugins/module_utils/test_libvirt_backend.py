@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import subprocess
+import time
 
 import pytest
 
@@ -31,6 +32,13 @@ class _Dom:
 def fake_virtiofsd():
     # A process whose command line names virtiofsd, as libvirt's does.
     proc = subprocess.Popen(['virtiofsd-for-test', '30'], executable='sleep')
+    # Until the child has exec'd, /proc/PID/cmdline is still the parent's (a python process).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open('/proc/%d/cmdline' % proc.pid, 'rb') as handle:
+            if handle.read().startswith(b'virtiofsd-for-test'):
+                break
+        time.sleep(0.005)
     yield proc
     proc.kill()
     proc.wait()
