@@ -568,6 +568,14 @@ class Runner:
                 raise MountFailed('%s: %s is already a mount point in the guest (%s, %s), not of model %s; '
                                   'nothing was changed' % (self.where(), path, at['source'], at['fstype'], model))
 
+        # The mount point first: a path the guest cannot use (a file, a read-only place) fails before anything
+        # changes, on the host (its volume mount) or in the VM (a device).
+        if running and desired['guest_mount'] and not [m for m in state.guest_mounts_of(tag) if m['target'] == path]:
+            created = []
+            self.add('create the mount point %s in the guest' % path,
+                     lambda: created.extend(agent.make_dirs(path)),
+                     lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
+
         # The host volume and the model's directory on it.
         conn = self.volume_conn
         point = _juicefs.mountpoint(desired['volume'], desired['read_only'], conn['mount_root'])
@@ -611,13 +619,6 @@ class Runner:
                                                       self.params['device_timeout']),
                          'mounted %s at %s in the guest again' % (tag, old_path))
                 state.guest_mounts = [m for m in state.guest_mounts if m not in mounted_old]
-
-        # The mount point first: a path the guest cannot use (a file, a read-only place) fails before any device.
-        if running and desired['guest_mount'] and not [m for m in state.guest_mounts_of(tag) if m['target'] == path]:
-            created = []
-            self.add('create the mount point %s in the guest' % path,
-                     lambda: created.extend(agent.make_dirs(path)),
-                     lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
 
         # The device: live and persistent.
         def device_xml():

@@ -515,6 +515,8 @@ def test_mount_point_that_is_a_file_fails_before_any_device(domain, host, run_mo
     result = run_module(vm_model_mount, dict(ARGS, mount_path='/srv/blocker'))
     assert result['failed'] and 'File exists' in result['msg']
     assert not [c for c in domain.calls if c[0] == 'attach']
+    assert host.mount_calls == [], 'nor is the host volume mounted for it'
+    assert 'Rolled back: nothing was left to roll back' in result['msg']
 
 
 def test_rollback_removes_only_the_directories_it_created(domain, host, run_module):
