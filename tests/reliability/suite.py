@@ -52,6 +52,11 @@ Each is fixed in the modules and kept as a case here (and as a unit test):
 - **A volume given as a string** failed with ansible-core's message that names no option; it now names
   `volume`. Mount paths with shell metacharacters, quotes, non-ASCII look-alikes or components ending in `.`
   are refused (they were accepted and would have reached the guest's fstab).
+- **A mount point the guest cannot use mounted the host volume first.** A `mount_path` that is a file in the
+  guest failed before any device, but after the host volume had been mounted (and kept, as a shared host
+  mount). The mount point is now created before the host volume is mounted. (A `source_path` missing from the
+  volume still needs the volume mounted to be found missing; that mount is kept on purpose, and the hostile
+  inputs are now compared from a host that serves the volume.)
 '''
 ALL_MODELS = ['r-same', 'r-a', 'r-b', 'r-c', 'r-flip', 'f-virtiofsd', 'f-client', 'f-libvirtd', 'f-libvirtd2', 'f-destroy',
               'f-reboot', 'f-agent', 's-redis', 's-bad', 'h-model']
