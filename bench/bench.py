@@ -116,18 +116,24 @@ def agent(name, execute, arguments=None, timeout=60):
     return json.loads(libvirt_qemu.qemuAgentCommand(dom(name), json.dumps(request), timeout, 0)).get('return')
 
 
-def gexec(name, argv, timeout=120):
-    pid = agent(name, 'guest-exec', {'path': argv[0], 'arg': argv[1:], 'capture-output': True})['pid']
+def exec_with(send, argv, timeout=120):
+    """guest-exec of argv through send(execute, arguments) -> the agent's return value, then guest-exec-status
+    every 4 ms for the first 2 s (a doubling interval would round a timed command up to its next poll), then
+    every 0.1 s. Returns (exit code, stdout, stderr)."""
+    pid = send('guest-exec', {'path': argv[0], 'arg': argv[1:], 'capture-output': True})['pid']
     start = time.monotonic()
     while True:
-        # Every 4 ms for the first 2 s: a doubling interval would round a timed command up to its next poll.
         time.sleep(0.004 if time.monotonic() - start < 2 else 0.1)
-        status = agent(name, 'guest-exec-status', {'pid': pid})
+        status = send('guest-exec-status', {'pid': pid})
         if status.get('exited'):
             return (status.get('exitcode'), base64.b64decode(status.get('out-data', '')).decode(),
                     base64.b64decode(status.get('err-data', '')).decode())
         if time.monotonic() > start + timeout:
             raise RuntimeError('guest command %s timed out' % argv)
+
+
+def gexec(name, argv, timeout=120):
+    return exec_with(lambda execute, arguments: agent(name, execute, arguments), argv, timeout)
 
 
 def gwrite(name, path, text):
@@ -241,36 +247,31 @@ def live_has(name, tag):
     return ("dir='%s'" % tag) in dom(name).XMLDesc(0)
 
 
-def floor_exec(domain, argv):
-    """One guest command for the floors: guest-exec, then guest-exec-status every 4 ms (as the module polls)."""
-    request = {'execute': 'guest-exec', 'arguments': {'path': argv[0], 'arg': argv[1:], 'capture-output': True}}
-    pid = json.loads(libvirt_qemu.qemuAgentCommand(domain, json.dumps(request), 60, 0))['return']['pid']
-    status_request = json.dumps({'execute': 'guest-exec-status', 'arguments': {'pid': pid}})
-    while True:
-        time.sleep(0.004)
-        status = json.loads(libvirt_qemu.qemuAgentCommand(domain, status_request, 60, 0))['return']
-        if status.get('exited'):
-            return status.get('exitcode'), base64.b64decode(status.get('err-data', '')).decode()
+def floor(attach, run, tag, path):
+    """The floor's steps, timed: attach, mkdir -p, then the mount, retried every 0.02 s while the guest discovers
+    the device (as the module does). No checks, no fstab, no record."""
+    start = time.monotonic()
+    attach()
+    rc, _out, err = run(['mkdir', '-p', path])
+    assert rc == 0, err
+    for _try in range(500):
+        rc, _out, err = run(['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
+        if rc == 0:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise RuntimeError('floor mount of %s failed: %s' % (tag, err))
 
 
 def raw_mount(tag, path, source=None):
-    """The floor: attach LIVE|CONFIG in one libvirt call, then mkdir -p and mount through guest-exec
-    (retrying every 0.02 s while the guest discovers the device, as the module does), on one open domain
-    handle. No checks, no fstab, no record."""
+    """The floor in one process: attachDeviceFlags(LIVE|CONFIG) and the guest commands on one open domain handle."""
     domain = dom()
     device = fs_xml(source or os.path.join(HOST_POINT, SOURCE), tag)
-    start = time.monotonic()
-    domain.attachDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-    rc, err = floor_exec(domain, ['mkdir', '-p', path])
-    assert rc == 0, err
-    for _try in range(500):
-        rc, err = floor_exec(domain, ['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
-        if rc == 0:
-            break
-        time.sleep(0.02)
-    else:
-        raise RuntimeError('raw mount failed: %s' % err)
-    return time.monotonic() - start
+
+    def send(execute, arguments):
+        request = json.dumps({'execute': execute, 'arguments': arguments})
+        return json.loads(libvirt_qemu.qemuAgentCommand(domain, request, 60, 0))['return']
+    return floor(lambda: domain.attachDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG),
+                 lambda argv: exec_with(send, argv), tag, path)
 
 
 def virsh(*args):
@@ -278,39 +279,20 @@ def virsh(*args):
                           universal_newlines=True, check=True).stdout
 
 
-def virsh_exec(argv):
-    """One guest command by hand: virsh qemu-agent-command guest-exec, then guest-exec-status every 4 ms."""
-    request = {'execute': 'guest-exec', 'arguments': {'path': argv[0], 'arg': argv[1:], 'capture-output': True}}
-    pid = json.loads(virsh('qemu-agent-command', VM, json.dumps(request)))['return']['pid']
-    status_request = json.dumps({'execute': 'guest-exec-status', 'arguments': {'pid': pid}})
-    while True:
-        time.sleep(0.004)
-        status = json.loads(virsh('qemu-agent-command', VM, status_request))['return']
-        if status.get('exited'):
-            return status.get('exitcode'), base64.b64decode(status.get('err-data', '')).decode()
-
-
 def raw_mount_virsh(tag, path, source=None):
-    """The floor as a user scripts it today: virsh attach-device --live --config with an XML file, then
-    mkdir -p and mount through virsh qemu-agent-command (guest-exec, guest-exec-status), retrying the
-    mount every 0.02 s while the guest discovers the device. One virsh process per step."""
+    """The floor as a user scripts it today: virsh attach-device --live --config with an XML file, and the guest
+    commands through virsh qemu-agent-command (guest-exec, guest-exec-status); one virsh process per step."""
     xml_file = os.path.join(BENCH, 'virsh-%s.xml' % tag)
     with open(xml_file, 'w') as handle:
         handle.write(fs_xml(source or os.path.join(HOST_POINT, SOURCE), tag))
-    start = time.monotonic()
-    virsh('attach-device', VM, xml_file, '--live', '--config')
-    rc, err = virsh_exec(['mkdir', '-p', path])
-    assert rc == 0, err
-    for _try in range(500):
-        rc, err = virsh_exec(['mount', '-t', 'virtiofs', '-o', 'ro', tag, path])
-        if rc == 0:
-            break
-        time.sleep(0.02)
-    else:
-        raise RuntimeError('raw mount (virsh) failed: %s' % err)
-    elapsed = time.monotonic() - start
-    os.unlink(xml_file)
-    return elapsed
+
+    def send(execute, arguments):
+        return json.loads(virsh('qemu-agent-command', VM, json.dumps({'execute': execute, 'arguments': arguments})))['return']
+    try:
+        return floor(lambda: virsh('attach-device', VM, xml_file, '--live', '--config'),
+                     lambda argv: exec_with(send, argv), tag, path)
+    finally:
+        os.unlink(xml_file)
 
 
 def raw_unmount(tag, path, source=None):

@@ -58,7 +58,7 @@ Each is fixed in the modules and kept as a case here (and as a unit test):
   volume still needs the volume mounted to be found missing; that mount is kept on purpose, and the hostile
   inputs are now compared from a host that serves the volume.)
 '''
-ALL_MODELS = ['r-same', 'r-a', 'r-b', 'r-c', 'r-flip', 'f-virtiofsd', 'f-client', 'f-libvirtd', 'f-libvirtd2', 'f-destroy',
+ALL_MODELS = ['h-warm', 'r-same', 'r-a', 'r-b', 'r-c', 'r-flip', 'f-virtiofsd', 'f-client', 'f-libvirtd', 'f-libvirtd2', 'f-destroy',
               'f-reboot', 'f-agent', 's-redis', 's-bad', 'h-model']
 
 
