@@ -11,111 +11,45 @@ Usage:
 
 Defaults: --uri from $LAB_URI (else qemu:///system), --vm from $LAB_VM (else aimodel-lab).
 Exit codes of this script itself: 124 = timeout while the guest command ran, 125 = libvirt/agent error.
-Run it with the lab venv's python ($LAB_PYTHON), which has libvirt-python.
+Run it with the lab venv's python ($LAB_PYTHON), which has libvirt-python. The guest commands are those
+of labkit.py beside it.
 """
 
 import argparse
-import base64
-import json
 import os
 import sys
-import time
 
-import libvirt
-import libvirt_qemu
+import labkit
 
 EXIT_TIMEOUT = 124
 EXIT_ERROR = 125
 
 
-def _silent_error_handler(_ctx, _err):
-    """Swallow libvirt's default printing of every error to stderr."""
-
-
-libvirt.registerErrorHandler(_silent_error_handler, None)
-
-
-class AgentError(Exception):
-    pass
-
-
-def _agent(dom, command, arguments=None, timeout=10):
-    payload = {"execute": command}
-    if arguments is not None:
-        payload["arguments"] = arguments
-    try:
-        reply = libvirt_qemu.qemuAgentCommand(dom, json.dumps(payload), timeout, 0)
-    except libvirt.libvirtError as exc:
-        raise AgentError(f"{command}: {exc.get_error_message()}") from exc
-    data = json.loads(reply)
-    if "error" in data:
-        raise AgentError(f"{command}: {data['error'].get('desc', data['error'])}")
-    return data.get("return")
-
-
-def _domain(uri, vm):
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise AgentError(f"cannot connect to {uri}: {exc.get_error_message()}") from exc
-    try:
-        return conn, conn.lookupByName(vm)
-    except libvirt.libvirtError as exc:
-        conn.close()
-        raise AgentError(f"domain {vm!r}: {exc.get_error_message()}") from exc
-
-
 def ping(uri, vm, wait):
-    deadline = time.monotonic() + max(wait, 0)
-    last = "no attempt"
-    while True:
-        conn = None
-        try:
-            conn, dom = _domain(uri, vm)
-            _agent(dom, "guest-ping", timeout=2)
-            return 0
-        except AgentError as exc:
-            last = str(exc)
-        finally:
-            if conn is not None:
-                conn.close()
-        if time.monotonic() >= deadline:
-            print(f"guest_run: {vm}: guest agent not answering: {last}", file=sys.stderr)
-            return 1
-        time.sleep(0.5)
+    try:
+        labkit.wait_agent(uri, vm, timeout=wait, ping_timeout=2, interval=0.5)
+    except labkit.AgentError as exc:
+        print(f"guest_run: {vm}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run(uri, vm, argv, timeout, input_data=None):
-    conn, dom = _domain(uri, vm)
+    conn, dom = labkit.open_domain(uri, vm)
     try:
-        args = {"path": argv[0], "arg": argv[1:], "capture-output": True}
-        if input_data is not None:
-            args["input-data"] = base64.b64encode(input_data).decode("ascii")
-        pid = _agent(dom, "guest-exec", args)["pid"]
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while True:
-            status = _agent(dom, "guest-exec-status", {"pid": pid})
-            if status.get("exited"):
-                break
-            if time.monotonic() >= deadline:
-                print(f"guest_run: {vm}: {argv[0]} (guest pid {pid}) still running after {timeout} s",
-                      file=sys.stderr)
-                return EXIT_TIMEOUT
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        result = labkit.run(dom, argv, timeout, input_data)
+    except labkit.GuestTimeout as exc:
+        print(f"guest_run: {vm}: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
     finally:
         conn.close()
-    for key, stream in (("out-data", sys.stdout.buffer), ("err-data", sys.stderr.buffer)):
-        if status.get(key):
-            stream.write(base64.b64decode(status[key]))
+    for data, stream in ((result.out, sys.stdout.buffer), (result.err, sys.stderr.buffer)):
+        if data:
+            stream.write(data)
             stream.flush()
-    for key in ("out-truncated", "err-truncated"):
-        if status.get(key):
-            print(f"guest_run: guest {key.split('-', maxsplit=1)[0]}put was truncated by qemu-ga", file=sys.stderr)
-    if "signal" in status:
-        return 128 + int(status["signal"])
-    return int(status.get("exitcode", 0))
+    for which in result.truncated:
+        print(f"guest_run: guest {which}put was truncated by qemu-ga", file=sys.stderr)
+    return result.rc
 
 
 def main(argv=None):
@@ -149,7 +83,7 @@ def main(argv=None):
             with open(opts.input, "rb") as handle:
                 data = handle.read()
         return run(opts.uri, opts.vm, command, opts.timeout, data)
-    except AgentError as exc:
+    except labkit.AgentError as exc:
         print(f"guest_run: {opts.vm}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -9,34 +9,27 @@ invariant after every case."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import base64
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
-
-import libvirt  # pylint: disable=import-error
-import libvirt_qemu  # pylint: disable=import-error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
+
+import labkit  # noqa: E402  pylint: disable=wrong-import-position
+
 NAMESPACE = 'https://github.com/aimodel/kvm/mounts/v1'
-libvirt.registerErrorHandler(lambda _c, _e: None, None)
-
-
-def lab_vars():
-    out = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'lab', 'lab_vars.py')], check=True,
-                         stdout=subprocess.PIPE).stdout
-    return json.loads(out)
 
 
 class Lab:
     def __init__(self):
-        self.vars = lab_vars()
+        self.libvirt = labkit.libvirt()
+        self.vars = labkit.lab_vars()
         self.uri = self.vars['lab_uri']
         self.vm = self.vars['lab_vm']
         self.work = tempfile.mkdtemp(prefix='reliability-', dir=self.vars['lab_dir'])
@@ -98,41 +91,26 @@ class Lab:
 
     # --- reading the truth, independently -------------------------------------------------------
     def domain(self):
-        conn = libvirt.open(self.uri)
+        conn = self.libvirt.open(self.uri)
         return conn, conn.lookupByName(self.vm)
 
     def guest(self, argv, timeout=30):
-        conn, dom = self.domain()
+        """(exit code, stdout, stderr) of argv in the guest, polled every 0.05 s; (None, '', '') when it still
+        runs after timeout seconds. Raises labkit.AgentError when the agent refuses."""
+        conn, dom = labkit.open_domain(self.uri, self.vm)
         try:
-            cmd = {'execute': 'guest-exec', 'arguments': {'path': argv[0], 'arg': argv[1:], 'capture-output': True}}
-            pid = json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(cmd), 10, 0))['return']['pid']
-            deadline = time.monotonic() + timeout
-            while True:
-                status = json.loads(libvirt_qemu.qemuAgentCommand(
-                    dom, json.dumps({'execute': 'guest-exec-status', 'arguments': {'pid': pid}}), 10, 0))['return']
-                if status.get('exited') or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            return (status.get('exitcode'), base64.b64decode(status.get('out-data', '')).decode(),
-                    base64.b64decode(status.get('err-data', '')).decode())
+            return labkit.run(dom, argv, timeout, delay=labkit.every(0.05)).text()
+        except labkit.GuestTimeout:
+            return None, '', ''
         finally:
             conn.close()
 
     def wait_agent(self, timeout=180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                conn, dom = self.domain()
-                try:
-                    if dom.isActive():
-                        libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 2, 0)
-                        return True
-                finally:
-                    conn.close()
-            except libvirt.libvirtError:
-                pass
-            time.sleep(0.5)
-        return False
+        try:
+            labkit.wait_agent(self.uri, self.vm, timeout)
+            return True
+        except labkit.AgentError:
+            return False
 
     def snapshot(self):
         """Everything a run could change: host mounts, live and persistent XML, metadata, guest mounts and fstab."""
@@ -141,11 +119,12 @@ class Lab:
             active = bool(dom.isActive())
             snap = {'active': active}
             snap['live_xml'] = _strip_volatile(dom.XMLDesc(0)) if active else None
-            snap['config_xml'] = _strip_volatile(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-            for key, flag in (('live_meta', libvirt.VIR_DOMAIN_AFFECT_LIVE), ('config_meta', libvirt.VIR_DOMAIN_AFFECT_CONFIG)):
+            virt = self.libvirt
+            snap['config_xml'] = _strip_volatile(dom.XMLDesc(virt.VIR_DOMAIN_XML_INACTIVE))
+            for key, flag in (('live_meta', virt.VIR_DOMAIN_AFFECT_LIVE), ('config_meta', virt.VIR_DOMAIN_AFFECT_CONFIG)):
                 try:
-                    snap[key] = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE, flag) if (active or key == 'config_meta') else None
-                except libvirt.libvirtError:
+                    snap[key] = dom.metadata(virt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE, flag) if (active or key == 'config_meta') else None
+                except virt.libvirtError:
                     snap[key] = None
         finally:
             conn.close()

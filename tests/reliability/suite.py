@@ -377,7 +377,7 @@ class Suite:
         self.fault('libvirtd restarted between runs', restart_libvirtd, 'f-libvirtd', '/mnt/f/libvirtd',
                    restart_after=True)
         # libvirt < 9.2 forgets a running VM's shared memory when libvirtd restarts and refuses virtiofs hot-plug
-        # until the VM restarts (Red Hat bug 2078693); the module says so.
+        # until the VM restarts; the module says so.
         self.fault('libvirtd restarted during a run', restart_libvirtd, 'f-libvirtd2', '/mnt/f/libvirtd2', during=True,
                    restart_before_heal=True)
         self.restart_vm()
