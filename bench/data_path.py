@@ -1,0 +1,160 @@
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Bench section "data": sequential read of model.safetensors in the guest: virtiofs (cold, after warmup,
+with the kernel's readahead, warm, over a plain directory) against virtio-blk, and on the host."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import libvirt  # pylint: disable=import-error
+
+from common import fmt, ratio, say, summary
+
+
+def dd(b, name, path):
+    """Seconds of a sequential read in the guest, as dd itself reports them when it does (GNU dd, busybox
+    built with its status line: "... copied, 0.352 s"), else the wall time around the command, polled every
+    4 ms (the lab's busybox dd prints no time)."""
+    start = time.monotonic()
+    rc, out, err = b.gexec(name, ['dd', 'if=' + path, 'of=/dev/null', 'bs=1M'])
+    wall = time.monotonic() - start
+    assert rc == 0, err
+    found = re.search(r'copied, ([0-9.]+) s', err + out)
+    if found and float(found.group(1)) > 0:
+        DD_TIMING.add('by dd itself')
+        return float(found.group(1))
+    DD_TIMING.add('around the guest command (polled every 4 ms; ~10 ms of agent round trips included)')
+    return wall
+
+
+DD_TIMING = set()
+
+
+def host_dd(path):
+    start = time.monotonic()
+    subprocess.run(['dd', 'if=' + path, 'of=/dev/null', 'bs=1M'], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+KERNEL_READ_AHEAD_KB = 128
+
+
+def guest_mount_dev(b, name, path):
+    """major:minor of the (last) mount at path in the guest, from its mountinfo."""
+    _rc, out, _err = b.gexec(name, ['cat', '/proc/self/mountinfo'])
+    found = None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == path:
+            found = fields[2]
+    if found is None:
+        raise RuntimeError('%s is not mounted in %s' % (path, name))
+    return found
+
+
+def run(b):
+    say('== 3. Data path: sequential read of model.safetensors in the guest (%d runs, alternating) ==' % b.runs)
+    size = os.path.getsize(os.path.join(b.vars['lab_model_host_dir'], 'model.safetensors'))
+    img = os.path.join(b.dir, 'blk.img')
+    src = os.path.join(b.dir, 'blk-src')
+    os.makedirs(src, exist_ok=True)
+    shutil.copyfile(os.path.join(b.vars['lab_model_host_dir'], 'model.safetensors'), os.path.join(src, 'model.safetensors'))
+    if os.path.exists(img):
+        os.unlink(img)
+    subprocess.run(['mkfs.ext4', '-q', '-F', '-d', src, img, '%dM' % (size // 2**20 + 40)], check=True)
+    shutil.rmtree(src)
+    disk = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/>"
+            "<target dev='vdb' bus='virtio'/><readonly/></disk>" % img)
+    b.dom().attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    b.gexec(b.vm, ['mkdir', '-p', '/mnt/bench-blk'])
+    for _try in range(100):
+        rc, _out, err = b.gexec(b.vm, ['mount', '-t', 'ext4', '-o', 'ro,noload', '/dev/vdb', '/mnt/bench-blk'])
+        if rc == 0:
+            break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError('cannot mount the virtio-blk disk in the guest: %s' % err)
+    b.modrun(b.module_args(b.vm, 'bench-data'))
+    plain_dir = b.vars['lab_model_host_dir']
+    b.raw_mount('bench-plain', '/mnt/bench-plain', plain_dir)
+    vfile = '/mnt/models/bench-data/model.safetensors'
+    bfile = '/mnt/bench-blk/model.safetensors'
+    pfile = '/mnt/bench-plain/model.safetensors'
+    hfile = os.path.join(b.host_point, b.source, 'model.safetensors')
+    cold, warm, hot, blk, warmup_s, plain, host_cold, host_warm, warm_ra = [], [], [], [], [], [], [], [], []
+    # The guest's readahead of the virtiofs mount: the module sets it (read_ahead_kb, 1024 KiB by default);
+    # one measurement puts back the guest kernel's default (128 KiB), as read_ahead_kb: 0 would leave it.
+    ra_file = '/sys/class/bdi/%s/read_ahead_kb' % guest_mount_dev(b, b.vm, '/mnt/models/bench-data')
+    _rc, ra_module, _err = b.gexec(b.vm, ['cat', ra_file])
+    evict = [b.juicefs, 'warmup', '--evict', os.path.join(b.host_point, b.source)]
+    try:
+        for _try in range(b.runs):
+            subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            b.drop_caches()
+            cold.append(dd(b, b.vm, vfile))
+            hot.append(dd(b, b.vm, vfile))
+            subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            b.drop_caches()
+            warmup_s.append(b.modrun(b.module_args(b.vm, 'bench-data', warmup=True))['wall'])
+            b.drop_caches()   # page caches only: the JuiceFS disk cache the warmup filled stays
+            warm.append(dd(b, b.vm, vfile))
+            b.gwrite(b.vm, ra_file, '%d\n' % KERNEL_READ_AHEAD_KB)
+            b.drop_caches()
+            warm_ra.append(dd(b, b.vm, vfile))
+            b.gwrite(b.vm, ra_file, ra_module)
+            b.drop_caches()
+            blk.append(dd(b, b.vm, bfile))
+            b.drop_caches()
+            plain.append(dd(b, b.vm, pfile))
+            subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            b.drop_caches()
+            host_cold.append(host_dd(hfile))
+            b.drop_caches()
+            host_warm.append(host_dd(hfile))
+    finally:
+        b.raw_unmount('bench-plain', '/mnt/bench-plain', plain_dir)
+        b.gexec(b.vm, ['umount', '/mnt/bench-blk'])
+        b.dom().detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        for _try in range(100):
+            if img not in b.dom().XMLDesc(0):
+                break
+            time.sleep(0.1)
+        os.unlink(img)
+        b.unmount_all([(b.vm, 'bench-data')])
+    mb = size / 1e6
+
+    def speed(values):
+        return summary([mb / v for v in values])
+    b.results['data_path'] = {'bytes': size, 'virtiofs_cold_MBps': speed(cold), 'virtiofs_warmup_MBps': speed(warm),
+                              'virtiofs_hot_MBps': speed(hot), 'virtio_blk_cold_MBps': speed(blk),
+                              'read_ahead_kb_module': int(ra_module), 'read_ahead_kb_kernel': KERNEL_READ_AHEAD_KB,
+                              'virtiofs_warmup_kernel_readahead_MBps': speed(warm_ra),
+                              'ratio_warm_kernel_ra_blk': ratio([mb / v for v in warm_ra], [mb / v for v in blk]),
+                              'warmup_module_run_s': summary(warmup_s), 'virtiofs_plain_dir_MBps': speed(plain),
+                              'host_juicefs_cold_MBps': speed(host_cold), 'host_juicefs_cached_MBps': speed(host_warm),
+                              'ratio_plain_blk': ratio([mb / v for v in plain], [mb / v for v in blk]),
+                              'ratio_warm_blk': ratio([mb / v for v in warm], [mb / v for v in blk]),
+                              'ratio_cold_blk': ratio([mb / v for v in cold], [mb / v for v in blk]),
+                              'ratio_warm_cold': ratio([mb / v for v in warm], [mb / v for v in cold])}
+    r = b.results['data_path']
+    say('%d bytes; guest dd bs=1M to /dev/null, timed %s' % (size, ' and '.join(sorted(DD_TIMING))))
+    say('virtio-blk (ext4 image, host+guest caches dropped)     %s' % fmt(r['virtio_blk_cold_MBps'], 'MB/s', 0))
+    say('virtiofs cold (JuiceFS cache evicted, caches dropped)  %s   ratio to blk %.2f'
+        % (fmt(r['virtiofs_cold_MBps'], 'MB/s', 0), r['ratio_cold_blk']))
+    say('virtiofs after warmup: true (page caches dropped)      %s   ratio to blk %.2f, to cold %.2f'
+        % (fmt(r['virtiofs_warmup_MBps'], 'MB/s', 0), r['ratio_warm_blk'], r['ratio_warm_cold']))
+    say('the same with the guest kernel readahead %d KiB (module: %s)  %s   ratio to blk %.2f'
+        % (KERNEL_READ_AHEAD_KB, ra_module.strip(), fmt(r['virtiofs_warmup_kernel_readahead_MBps'], 'MB/s', 0),
+           r['ratio_warm_kernel_ra_blk']))
+    say('virtiofs second read (caches warm)                     %s' % fmt(r['virtiofs_hot_MBps'], 'MB/s', 0))
+    say('virtiofs over a plain host directory (no JuiceFS)      %s   ratio to blk %.2f'
+        % (fmt(r['virtiofs_plain_dir_MBps'], 'MB/s', 0), r['ratio_plain_blk']))
+    say('on the host, JuiceFS mount: cold %s; from its disk cache %s'
+        % (fmt(r['host_juicefs_cold_MBps'], 'MB/s', 0), fmt(r['host_juicefs_cached_MBps'], 'MB/s', 0)))
+    say('module run with warmup: true (the warmup itself)        %s' % fmt(warmup_s))
+    say()
