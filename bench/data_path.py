@@ -14,6 +14,9 @@ import libvirt  # pylint: disable=import-error
 
 from common import fmt, ratio, say, summary
 
+KERNEL_READ_AHEAD_KB = 128      # the guest kernel's default readahead of a virtiofs mount
+DD_TIMING = set()               # how dd() timed its reads, for the section's first line
+
 
 def dd(b, name, path):
     """Seconds of a sequential read in the guest, as dd itself reports them when it does (GNU dd, busybox
@@ -31,17 +34,11 @@ def dd(b, name, path):
     return wall
 
 
-DD_TIMING = set()
-
-
 def host_dd(path):
     start = time.monotonic()
     subprocess.run(['dd', 'if=' + path, 'of=/dev/null', 'bs=1M'], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return time.monotonic() - start
-
-
-KERNEL_READ_AHEAD_KB = 128
 
 
 def guest_mount_dev(b, name, path):

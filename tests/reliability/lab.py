@@ -26,7 +26,7 @@ import labkit  # noqa: E402  pylint: disable=wrong-import-position
 NAMESPACE = 'https://github.com/aimodel/kvm/mounts/v1'
 
 
-class Lab:
+class Lab:  # pylint: disable=too-many-instance-attributes
     def __init__(self):
         self.libvirt = labkit.libvirt()
         self.vars = labkit.lab_vars()
@@ -56,7 +56,8 @@ class Lab:
                    ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_INVENTORY_UNPARSED_WARNING='false',
                    ANSIBLE_NOCOLOR='1')
         argv = [self.playbook_bin, '-i', 'localhost,', path] + (['-' + 'v' * verbosity] if verbosity else [])
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.work)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                stderr=subprocess.PIPE, cwd=self.work)
         proc.results_file = results
         return proc
 
@@ -67,9 +68,9 @@ class Lab:
         try:
             with open(proc.results_file) as handle:
                 data = json.load(handle)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             raise RuntimeError('ansible-playbook wrote no results (rc %s): %s %s'
-                               % (proc.returncode, text[-2000:], err.decode()[-2000:]))
+                               % (proc.returncode, text[-2000:], err.decode()[-2000:])) from exc
         return data, text, err.decode('utf-8', 'replace')
 
     def module(self, name, args, verbosity=0):
