@@ -1,0 +1,292 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import pytest
+
+from ansible_collections.aimodel.kvm.plugins.filter import model_mounts as mm
+
+VOLUMES = {'v1': {'meta_url': 'redis://x'}}
+CATALOG = {
+    'a': {'volume': 'v1', 'source_path': '/a'},
+    'b': {'volume': 'v1', 'source_path': '/b', 'mount_path': '/cb', 'read_only': 'yes'},
+    'c': {'volume': 'v1', 'source_path': '/c', 'mount_path': '/cc', 'read_only': False},
+}
+
+
+def test_filters_are_exposed():
+    filters = mm.FilterModule().filters()
+    assert sorted(filters) == sorted([
+        'model_mounts_limit', 'model_mounts_problems', 'model_mounts_vm_names', 'model_mounts_declared',
+        'model_mounts_volume_args', 'model_mounts_undeclared', 'model_mounts_summary', 'model_mounts_summary_lines',
+        'model_mounts_report_lines'])
+    assert filters['model_mounts_problems'] is mm.model_mounts_problems
+
+
+@pytest.mark.parametrize('value, expected', [
+    (' vm1, ,vm2 ,', ['vm1', 'vm2']),
+    ('', []),
+    ([' vm1', '', 'vm3'], ['vm1', 'vm3']),
+    ([], []),
+    (None, []),
+])
+def test_limit(value, expected):
+    assert mm.model_mounts_limit(value) == expected
+
+
+def test_problems_none():
+    assert mm.model_mounts_problems({}, {}, {}) == []
+    assert mm.model_mounts_problems({'vm1': ['a', {'model': 'b'}], 'vm2': []}, CATALOG, VOLUMES) == []
+
+
+@pytest.mark.parametrize('entries', ['a', {'model': 'a'}, 7, None])
+def test_problems_not_a_list(entries):
+    assert mm.model_mounts_problems({'vm1': entries}, CATALOG, VOLUMES) == ['model_mounts_vms[vm1] must be a list of models']
+
+
+@pytest.mark.parametrize('entry', ['', {'model': ''}, {'mount_path': '/x'}, {'model': None}, {'model': 5}, 5, None, ['a']])
+def test_problems_no_model_name(entry):
+    assert mm.model_mounts_problems({'vm1': [entry]}, CATALOG, VOLUMES) == ['an entry of model_mounts_vms[vm1] has no model name']
+
+
+def test_problems_not_in_catalog():
+    assert mm.model_mounts_problems({'vm1': ['zz']}, CATALOG, VOLUMES) == ['model zz of VM vm1 is not in model_mounts_catalog']
+
+
+def test_problems_declared_twice():
+    assert mm.model_mounts_problems({'vm1': ['a', {'model': 'a', 'mount_path': '/m'}, 'a']}, CATALOG, VOLUMES) == [
+        'model a is declared twice for VM vm1', 'model a is declared twice for VM vm1']
+    # the same model on two VMs is fine
+    assert mm.model_mounts_problems({'vm1': ['a'], 'vm2': ['a']}, CATALOG, VOLUMES) == []
+
+
+@pytest.mark.parametrize('item', [{'volume': 'v1'}, {'volume': 'v1', 'source_path': ''}, 'notamapping', None])
+def test_problems_catalog_source_path(item):
+    assert mm.model_mounts_problems({}, {'m': item}, VOLUMES) == ['model_mounts_catalog[m] needs a source_path']
+
+
+@pytest.mark.parametrize('item, shown', [
+    ({'source_path': '/s'}, 'none'),
+    ({'source_path': '/s', 'volume': 'v2'}, 'v2'),
+    ({'source_path': '/s', 'volume': None}, 'None'),
+    ({'source_path': '/s', 'volume': ['v1']}, "['v1']"),
+])
+def test_problems_catalog_volume(item, shown):
+    assert mm.model_mounts_problems({}, {'m': item}, VOLUMES) == ['the volume of model m (%s) is not in model_mounts_volumes' % shown]
+
+
+def test_problems_order():
+    vms = {'vm1': ['a', 'zz', '', 'a'], 'vm2': 'a'}
+    catalog = dict(CATALOG, d={'volume': 'v9', 'source_path': '/d'}, e={})
+    assert mm.model_mounts_problems(vms, catalog, VOLUMES) == [
+        'model zz of VM vm1 is not in model_mounts_catalog',
+        'an entry of model_mounts_vms[vm1] has no model name',
+        'model a is declared twice for VM vm1',
+        'model_mounts_vms[vm2] must be a list of models',
+        'the volume of model d (v9) is not in model_mounts_volumes',
+        'model_mounts_catalog[e] needs a source_path',
+    ]
+
+
+def test_vm_names():
+    vms = {'vm1': [], 'vm2': [], 'vm3': []}
+    assert mm.model_mounts_vm_names(vms, []) == ['vm1', 'vm2', 'vm3']
+    assert mm.model_mounts_vm_names(vms) == ['vm1', 'vm2', 'vm3']
+    assert mm.model_mounts_vm_names(vms, ['vm3', 'vm1', 'nope']) == ['vm1', 'vm3']
+
+
+def _mount(vm, model, volume, source_path, mount_path, read_only):
+    return {'vm': vm, 'model': model, 'volume': volume, 'source_path': source_path, 'mount_path': mount_path, 'read_only': read_only}
+
+
+def test_declared_defaults():
+    vms = {
+        'vm1': ['a', 'b', 'c'],
+        'vm2': [{'model': 'a', 'mount_path': '/ea', 'read_only': 'true'}, {'model': 'b', 'mount_path': None}, {'model': 'c', 'read_only': 'no'}],
+        'vm3': [],
+    }
+    assert mm.model_mounts_declared(vms, CATALOG, [], False) == [
+        _mount('vm1', 'a', 'v1', '/a', None, False),
+        _mount('vm1', 'b', 'v1', '/b', '/cb', True),
+        _mount('vm1', 'c', 'v1', '/c', '/cc', False),
+        _mount('vm2', 'a', 'v1', '/a', '/ea', True),
+        _mount('vm2', 'b', 'v1', '/b', None, True),
+        _mount('vm2', 'c', 'v1', '/c', '/cc', False),
+    ]
+    assert mm.model_mounts_declared({'vm1': ['a']}, CATALOG, [], 'on') == [_mount('vm1', 'a', 'v1', '/a', None, True)]
+
+
+def test_declared_limit():
+    vms = {'vm1': ['a'], 'vm2': ['b']}
+    assert mm.model_mounts_declared(vms, CATALOG, ['vm2']) == [_mount('vm2', 'b', 'v1', '/b', '/cb', True)]
+    assert mm.model_mounts_declared(vms, CATALOG, ['nope']) == []
+
+
+KEYS = ['meta_url', 'meta_password', 'mount_root', 'cache_dir', 'cache_size', 'client_path']
+
+
+def test_volume_args_inventory_keys():
+    volumes = {'v1': {'meta_url': 'redis://x', 'meta_password': None, 'cache_dir': '/c', 'bogus': 1, 'mount_root': None}}
+    assert mm.model_mounts_volume_args('v1', volumes, '', {}, KEYS) == {'name': 'v1', 'meta_url': 'redis://x', 'cache_dir': '/c'}
+
+
+def test_volume_args_mount_root():
+    assert mm.model_mounts_volume_args('v1', {'v1': None}, '/srv/r', {}, KEYS) == {'name': 'v1', 'mount_root': '/srv/r'}
+    # the volume's own mount_root wins
+    assert mm.model_mounts_volume_args('v1', {'v1': {'mount_root': '/own'}}, '/srv/r', {}, KEYS) == {'name': 'v1', 'mount_root': '/own'}
+
+
+def test_volume_args_env():
+    env = {'meta_url': 'redis://env', 'meta_password': 'envpw'}
+    # the inventory's values win over the environment's
+    assert mm.model_mounts_volume_args('v1', {'v1': {'meta_password': 'invpw'}}, '', env, KEYS) == {
+        'name': 'v1', 'meta_url': 'redis://env', 'meta_password': 'invpw'}
+    assert mm.model_mounts_volume_args('v1', {'v1': {'meta_password': None}}, '', env, KEYS) == dict(env, name='v1')
+
+
+DECLARED = [{'vm': 'vm1', 'model': 'a'}, {'vm': 'vm2', 'model': 'b'}]
+SKIPPED = {'skipped': True, 'changed': False}
+
+
+def test_undeclared_declared_scope():
+    info = {'results': [
+        {'item': 'vm1', 'mounts': [{'vm': 'VM1', 'model': 'a', 'mount_path': '/a'}, {'vm': 'VM1', 'model': 'b', 'mount_path': '/b'}]},
+        {'item': 'vm2', 'mounts': []},
+        {'item': 'vm3', 'mounts': [{'vm': 'vm3', 'model': 'c', 'mount_path': '/c'}]},
+    ]}
+    # named by the VM as declared, not as libvirt names it
+    assert mm.model_mounts_undeclared(DECLARED, 'declared', info, SKIPPED, []) == [
+        {'vm': 'vm1', 'model': 'b', 'mount_path': '/b'}, {'vm': 'vm3', 'model': 'c', 'mount_path': '/c'}]
+    assert mm.model_mounts_undeclared([], 'declared', {'results': []}, SKIPPED, []) == []
+
+
+def test_undeclared_host_scope():
+    info = {'mounts': [
+        {'vm': 'vm1', 'model': 'a', 'mount_path': '/a'},
+        {'vm': 'vm1', 'model': 'b', 'mount_path': '/b'},
+        {'vm': 'vm2', 'model': 'b', 'mount_path': '/b'},
+        {'vm': 'vm9', 'model': 'z', 'mount_path': '/z'},
+    ]}
+    assert mm.model_mounts_undeclared(DECLARED, 'host', SKIPPED, info, []) == [
+        {'vm': 'vm1', 'model': 'b', 'mount_path': '/b'}, {'vm': 'vm9', 'model': 'z', 'mount_path': '/z'}]
+    assert mm.model_mounts_undeclared(DECLARED, 'host', SKIPPED, info, ['vm1']) == [{'vm': 'vm1', 'model': 'b', 'mount_path': '/b'}]
+
+
+def _r(vm, model, **kwargs):
+    return dict(kwargs, item={'vm': vm, 'model': model})
+
+
+def test_summary():
+    mounted = {'results': [
+        _r('vm1', 'a', changed=True, mount={'status': 'mounted'}),
+        _r('vm1', 'b', changed=False, mount={'status': 'mounted'}),
+        _r('vm1', 'c', changed=True, mount={'status': 'pending'}),
+        _r('vm2', 'd', failed=True, changed=False, msg='boom'),
+        _r('vm2', 'e', failed=True, changed=True, mount={'status': 'pending'}),
+        _r('vm2', 'f', skipped=True, changed=False),
+        _r('vm3', 'g', changed=False),
+    ]}
+    unmounted = {'results': [
+        _r('vm1', 'x', changed=True),
+        _r('vm4', 'y', changed=True),
+        _r('vm4', 'z', changed=False),
+        _r('vm5', 'w', failed=True),
+        _r('vm6', 's', skipped=True),
+    ]}
+    empty = {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': []}
+    summary = mm.model_mounts_summary(mounted, unmounted, ['vm1', 'vm2', 'vm3'])
+    assert list(summary) == ['vm1', 'vm2', 'vm3', 'vm4', 'vm5']
+    assert summary == {
+        'vm1': dict(empty, mounted=['a', 'c'], unmounted=['x'], unchanged=['b'], pending=['c']),
+        'vm2': dict(empty, pending=['e'], failed=['d', 'e']),
+        'vm3': dict(empty, unchanged=['g']),
+        'vm4': dict(empty, unmounted=['y']),
+        'vm5': dict(empty, failed=['w']),
+    }
+
+
+def test_summary_empty():
+    assert mm.model_mounts_summary({'results': []}, {'results': []}, []) == {}
+    assert mm.model_mounts_summary({'results': []}, SKIPPED, None) == {}
+    assert mm.model_mounts_summary({'results': []}, {'results': []}, ['vm1']) == {
+        'vm1': {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': []}}
+
+
+SUMMARY = {
+    'vm1': {'mounted': ['a', 'b'], 'unmounted': ['x'], 'unchanged': [], 'pending': ['b'], 'failed': []},
+    'vm2': {'mounted': [], 'unmounted': [], 'unchanged': ['c'], 'pending': [], 'failed': ['d', 'e']},
+    'vm3': {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': []},
+}
+
+
+def test_summary_lines():
+    assert mm.model_mounts_summary_lines(SUMMARY, False) == [
+        'vm1: mounted [a, b]; unmounted [x]; unchanged []; pending [b]',
+        'vm2: mounted []; unmounted []; unchanged [c]; FAILED [d, e]',
+        'vm3: mounted []; unmounted []; unchanged []',
+    ]
+
+
+def test_summary_lines_check_mode():
+    assert mm.model_mounts_summary_lines({'vm3': SUMMARY['vm3']}, True) == ['vm3 (check mode): mounted []; unmounted []; unchanged []']
+
+
+def test_summary_lines_nothing():
+    assert mm.model_mounts_summary_lines({}, False) == ['nothing declared for this hypervisor']
+    assert mm.model_mounts_summary_lines({}, True) == ['nothing declared for this hypervisor']
+
+
+def _m(vm, model, status, mount_path, volume, source_path, read_only, reasons):
+    return {'vm': vm, 'model': model, 'status': status, 'mount_path': mount_path, 'volume': volume,
+            'source_path': source_path, 'read_only': read_only, 'reasons': reasons}
+
+
+HEADER = 'HYPERVISOR  VM   MODEL        STATUS       MOUNT PATH  VOLUME:SOURCE  MODE  REASONS'
+
+
+def test_report_lines():
+    hostvars = {
+        'hv-b': {'aimodel_report_info': {
+            'mounts': [_m('vm2', 'm-long-name', 'mounted', '/models/m', 'v1', '/src/m', True, []),
+                       _m('vm1', 'a', 'degraded', '/models/a', 'v1', '/a', False, ['no_device', 'stale'])],
+            'orphans': [{'vm': 'vm1', 'kind': 'device', 'tag': 'aim-x', 'where': '/x'},
+                        {'kind': 'record', 'vm': 'vm2', 'tag': 'aim-y', 'source': '/s', 'where': '/y'}]}},
+        'hv-a': {'aimodel_report_info': {'mounts': [_m('vmz', 'q', 'pending', '/q', 'vol', '/srcq', True, ['waiting'])], 'orphans': []}},
+        'hv-c': {},
+        'hv-d': {'aimodel_report_info': {'failed': True, 'msg': 'no libvirt'}},
+    }
+    assert mm.model_mounts_report_lines(['hv-b', 'hv-a', 'hv-c', 'hv-d'], hostvars) == [
+        HEADER,
+        'hv-a        vmz  q            pending      /q          vol:/srcq      ro    waiting',
+        'hv-b        vm1  a            degraded     /models/a   v1:/a          rw    no_device,stale',
+        'hv-b        vm2  m-long-name  mounted      /models/m   v1:/src/m      ro    -',
+        'hv-c        -    -            unreachable  -           -              -     no answer from the hypervisor',
+        'hv-d        -    -            unreachable  -           -              -     no answer from the hypervisor',
+        '',
+        'HYPERVISOR  VM   ORPHAN  TAG    WHERE  SOURCE',
+        'hv-b        vm1  device  aim-x  /x     -',
+        'hv-b        vm2  record  aim-y  /y     /s',
+    ]
+
+
+def test_report_lines_no_mounts():
+    hostvars = {'hv-a': {'aimodel_report_info': {'mounts': [], 'orphans': []}}}
+    assert mm.model_mounts_report_lines(['hv-a'], hostvars) == [
+        'HYPERVISOR  VM  MODEL  STATUS  MOUNT PATH  VOLUME:SOURCE  MODE  REASONS', '(no mounts recorded)']
+    assert mm.model_mounts_report_lines([], {}) == [
+        'HYPERVISOR  VM  MODEL  STATUS  MOUNT PATH  VOLUME:SOURCE  MODE  REASONS', '(no mounts recorded)']
+
+
+def test_report_lines_orphans_only():
+    hostvars = {'hv-a': {'aimodel_report_info': {'mounts': [], 'orphans': [{'vm': 'vm1', 'kind': 'device', 'tag': 't', 'where': 'w', 'source': 's'}]}}}
+    assert mm.model_mounts_report_lines(['hv-a'], hostvars) == [
+        'HYPERVISOR  VM  MODEL  STATUS  MOUNT PATH  VOLUME:SOURCE  MODE  REASONS',
+        '(no mounts recorded)',
+        '',
+        'HYPERVISOR  VM   ORPHAN  TAG  WHERE  SOURCE',
+        'hv-a        vm1  device  t    w      s',
+    ]
