@@ -17,6 +17,9 @@ import json
 import re
 import time
 
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
+from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import parse_mountinfo, escape
+
 FSTAB = '/etc/fstab'
 FSTYPE = 'virtiofs'
 # The mount table with each mount's ID (a new one for every mount, so a remount after a guest reboot is told
@@ -55,7 +58,7 @@ REPLACE_FILE_SCRIPT = (
 WRITE_VALUE_SCRIPT = 'printf "%s\\n" "$1" > "$2"'
 
 
-class GuestError(Exception):
+class GuestError(AimodelError):
     """A guest agent or guest command failure."""
 
     def __init__(self, message, rc=None, stderr=None, unreachable=False):
@@ -275,34 +278,11 @@ class Agent:
         return dict((path, path in answered) for path in paths)
 
 
-def _unescape(field):
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _escape(field):
-    return re.sub(r'[\s\\]', lambda m: '\\%03o' % ord(m.group(0)), field)
-
-
-def parse_mountinfo(text):
-    """/proc/self/mountinfo as dicts: id, dev (major:minor), source, target, fstype, options (the mount's
-    own: ro or rw is there) and super_options (its superblock's)."""
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(' - ')
-        fields, rest = left.split(), right.split()
-        if not sep or len(fields) < 6 or len(rest) < 2:
-            continue
-        mounts.append({'id': fields[0], 'dev': fields[2], 'source': _unescape(rest[1]), 'target': _unescape(fields[4]),
-                       'fstype': rest[0], 'options': fields[5].split(','),
-                       'super_options': rest[2].split(',') if len(rest) > 2 else []})
-    return mounts
-
-
 # --- fstab (pure) ---------------------------------------------------------------------------------
 
 def fstab_line(tag, mount_path, read_only):
     """Our fstab line: nofail, so a guest boots even when the device is gone."""
-    return '%s %s %s %s,nofail 0 0' % (tag, _escape(mount_path), FSTYPE, 'ro' if read_only else 'rw')
+    return '%s %s %s %s,nofail 0 0' % (tag, escape(mount_path), FSTYPE, 'ro' if read_only else 'rw')
 
 
 def _first_field(line):

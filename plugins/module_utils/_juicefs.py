@@ -21,14 +21,18 @@ import subprocess
 import threading
 import time
 
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
+from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import parse_mountinfo, visible_at
+
 DEFAULT_MOUNT_ROOT = '/var/lib/aimodel/volumes'
 DEFAULT_LOG_DIR = '/var/log/aimodel'
 CLIENT_NAME = 'juicefs'
 FSTYPE = 'fuse.juicefs'
 _SEARCH_DIRS = ('/usr/local/bin', '/usr/bin', '/opt/juicefs/bin')
+HOST_MOUNTINFO = '/proc/self/mountinfo'
 
 
-class VolumeError(Exception):
+class VolumeError(AimodelError):
     pass
 
 
@@ -48,33 +52,20 @@ def mountpoint(volume, read_only, root=None):
     return os.path.join(root or DEFAULT_MOUNT_ROOT, volume, 'ro' if read_only else 'rw')
 
 
-def _unescape(field):
-    return field.replace('\\040', ' ').replace('\\011', '\t').replace('\\012', '\n').replace('\\134', '\\')
-
-
-def mount_table(path='/proc/self/mountinfo'):
-    """Mount point -> (fstype, source) for the host's mounts."""
-    table = {}
+def _host_mounts(path=HOST_MOUNTINFO):
     with open(path) as handle:
-        for line in handle:
-            left, _sep, right = line.partition(' - ')
-            fields = left.split()
-            rest = right.split()
-            if len(fields) < 5 or len(rest) < 2:
-                continue
-            table[_unescape(fields[4])] = (rest[0], rest[1])
-    return table
+        return parse_mountinfo(handle.read())
 
 
-def mount_id(point, path='/proc/self/mountinfo'):
+def mount_table(path=HOST_MOUNTINFO):
+    """Mount point -> (fstype, source) of the host's visible mounts."""
+    return dict((m['target'], (m['fstype'], m['source'])) for m in _host_mounts(path))
+
+
+def mount_id(point, path=HOST_MOUNTINFO):
     """The kernel's ID of the (visible) mount at this point, or None: a remount gets a new ID."""
-    found = None
-    with open(path) as handle:
-        for line in handle:
-            fields = line.split(' ', 5)
-            if len(fields) > 4 and _unescape(fields[4]) == point:
-                found = fields[0]
-    return found
+    entry = visible_at(_host_mounts(path), point)
+    return entry['id'] if entry else None
 
 
 def _statfs_with_timeout(path, timeout):

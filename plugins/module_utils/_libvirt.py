@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._record import KEY, NAMESPACE
 
 LIBVIRT_IMPORT_ERROR = None
@@ -43,14 +44,10 @@ _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-f
 
 # libvirt error codes used here (stable numbers from virterror.h).
 ERR_NO_DOMAIN = 42
-ERR_OPERATION_INVALID = 55
 ERR_NO_DOMAIN_METADATA = 80
-ERR_AGENT_UNRESPONSIVE = 86
-ERR_DEVICE_MISSING = 99
-ERR_AGENT_COMMAND_TIMEOUT = 95
 
 
-class VirtError(Exception):
+class VirtError(AimodelError):
     """A libvirt failure, with libvirt's own message and code."""
 
     def __init__(self, message, code=None):

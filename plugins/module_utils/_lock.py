@@ -13,10 +13,12 @@ import os
 import re
 import time
 
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
+
 DEFAULT_LOCK_DIR = '/run/aimodel/locks'
 
 
-class LockTimeout(Exception):
+class LockTimeout(AimodelError):
     pass
 
 

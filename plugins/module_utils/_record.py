@@ -15,6 +15,8 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
+
 NAMESPACE = 'https://github.com/aimodel/kvm/mounts/v1'
 KEY = 'aimodel'
 
@@ -31,7 +33,7 @@ IDENTITY_FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'read_
 _INT_FIELDS = ('read_ahead_kb',)
 
 
-class RecordError(Exception):
+class RecordError(AimodelError):
     pass
 
 

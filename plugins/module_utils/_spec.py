@@ -14,6 +14,8 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import hashlib
 import re
 
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
+
 TAG_PREFIX = 'aim-'
 # QEMU refuses a virtiofs tag longer than 36 bytes (see lab notes).
 TAG_MAX_BYTES = 36
@@ -39,13 +41,15 @@ META_SCHEMES = frozenset([
 ])
 FILE_SCHEMES = frozenset(['sqlite3', 'badger'])
 
+# The guest's readahead of a mount is a sysfs value in KiB; beyond 64 MiB it only costs guest memory.
+MAX_READ_AHEAD_KB = 65536
 
-class SpecError(ValueError):
-    """A bad input; ``field`` names the option that holds it."""
+
+class SpecError(AimodelError, ValueError):
+    """A bad input; ``field`` names the option that holds it, and the message starts with it."""
 
     def __init__(self, field, message):
-        super(SpecError, self).__init__('%s: %s' % (field, message))
-        self.field = field
+        super(SpecError, self).__init__('%s: %s' % (field, message), field)
 
 
 def _printable(value):
@@ -212,3 +216,56 @@ def mask_meta_url(value):
     userinfo, _sep, hostpart = match.group(2).rpartition('@')
     user, colon, _secret = userinfo.partition(':')
     return '%s://%s%s@%s' % (match.group(1), user, ':****' if colon else '', hostpart)
+
+
+def desired_from_params(params):
+    """Validate and normalize vm_model_mount's arguments: (the desired record, the volume's connection settings;
+    None with state=absent). No I/O. Raises SpecError."""
+    model = validate_model(params['model'])
+    for field in ('lock_timeout', 'agent_timeout', 'device_timeout'):
+        if params[field] is None or params[field] < 1 or params[field] > 86400:
+            raise SpecError(field, 'must be between 1 and 86400 seconds, got %r' % (params[field],))
+    if params['state'] == 'absent':
+        return {'model': model}, None
+    if params['source_path'] is None:
+        raise SpecError('source_path', 'is required with state=mounted')
+    volume = params['volume']
+    if not volume:
+        raise SpecError('volume', 'is required with state=mounted')
+    if params['cache'] == 'never':
+        raise SpecError('cache', 'never is refused: model loaders mmap the weights and mmap fails on a '
+                                 'virtiofs mount without cache; use auto or always')
+    if params['read_ahead_kb'] is None or not 0 <= params['read_ahead_kb'] <= MAX_READ_AHEAD_KB:
+        raise SpecError('read_ahead_kb', 'must be between 0 (keep the guest kernel default) and %d KiB, got %r'
+                        % (MAX_READ_AHEAD_KB, params['read_ahead_kb']))
+    name = validate_volume_name(volume['name'])
+    if not volume.get('meta_url'):
+        raise SpecError('volume.meta_url', 'is required with state=mounted (or set AIMODEL_META_URL)')
+    meta_url, url_password = split_meta_url(volume['meta_url'])
+    if url_password and volume.get('meta_password') and url_password != volume['meta_password']:
+        raise SpecError('volume.meta_password', 'differs from the password inside volume.meta_url; give it once')
+    if volume.get('cache_size') is not None and volume['cache_size'] < 0:
+        raise SpecError('volume.cache_size', 'must not be negative')
+    mount_path = normalize_mount_path(params['mount_path'] if params['mount_path'] is not None
+                                      else default_mount_path(model))
+    desired = {
+        'model': model,
+        'volume': name,
+        'source_path': normalize_source_path(params['source_path']),
+        'mount_path': mount_path,
+        'tag': derive_tag(model),
+        'read_only': params['read_only'],
+        'persist': params['persist'],
+        'guest_mount': params['guest_mount'],
+        'cache': params['cache'],
+        'read_ahead_kb': params['read_ahead_kb'],
+    }
+    connection = {
+        'meta_url': meta_url,
+        'password': url_password or volume.get('meta_password'),
+        'mount_root': volume['mount_root'],
+        'cache_dir': volume.get('cache_dir'),
+        'cache_size': volume.get('cache_size'),
+        'client_path': volume.get('client_path'),
+    }
+    return desired, connection

@@ -3,18 +3,20 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The observed state of one VM, read once: record, live XML, persistent XML, guest mount table and fstab.
+"""The read model: the observed state of one VM, read once (records, live and persistent XML, guest mount
+table and fstab), and of the host volumes, with the queries both modules ask of it.
 
-Both modules read a VM through ``VmState``; ``report`` turns it into the truth per mount.
+Plans read it and never write into it: what a plan intends to change it keeps in its own context.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
-from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import visible_at
 
 
 class VmState:
@@ -71,109 +73,48 @@ class VmState:
         return self.domain.backend_alive(dev['alias'])
 
     def guest_mounts_of(self, tag):
+        """The guest's virtiofs mounts of this tag, in mount order ([] when the guest was not read)."""
         return [m for m in (self.guest_mounts or []) if m['source'] == tag and m['fstype'] == _guest.FSTYPE]
 
+    def guest_mount(self, tag, path):
+        """The guest's (last) virtiofs mount of this tag at this path, or None."""
+        return visible_at(self.guest_mounts_of(tag), path)
+
     def guest_mount_at(self, path):
-        """The last mount at this guest path (the visible one), or None."""
-        found = None
-        for entry in self.guest_mounts or []:
-            if entry['target'] == path:
-                found = entry
-        return found
+        """The last mount at this guest path (the visible one, of any file system), or None."""
+        return visible_at(self.guest_mounts or [], path)
+
+    def data_path(self, tag, point, guest_mount_id):
+        """What the guest mount of this tag reads through now (see ``data_path``), from the live XML as read."""
+        return data_path(self.domain, self.live_devices, tag, point, guest_mount_id)
 
 
-STATUS_MOUNTED = 'mounted'
-STATUS_PENDING = 'pending'
-STATUS_DEGRADED = 'degraded'
+def data_path(domain, live_devices, tag, point, guest_mount_id):
+    """What the guest mount of this tag reads through, as one string: the virtiofsd process of its live device
+    (PID and start time), the kernel's ID of the host volume's mount and the guest's ID of the mount itself;
+    None when any is unknown. A device attached again gets a new virtiofsd, a host volume mounted again a new
+    ID, a guest mount made again (after a guest reboot) a new guest ID."""
+    if guest_mount_id is None:
+        return None
+    dev = [d for d in live_devices if d['tag'] == tag]
+    backend = domain.backend_identity(dev[0]['alias']) if len(dev) == 1 else None
+    host = _juicefs.mount_id(point) if backend else None
+    return '%s@%s#%s' % (backend, host, guest_mount_id) if host else None
 
 
-def report(state, vm_name, host_volume_status=None):
-    """The truth per recorded mount, plus orphans (devices of ours without a record).
+class HostVolumes:
+    """The host's volume mounts under one mount root, each looked at once: ``mounted``, ``absent``, ``dead``
+    or ``foreign`` (see ``_juicefs.status``)."""
 
-    ``host_volume_status``: callable(record) -> 'mounted' | 'absent' | 'dead' | 'foreign' | None.
-    """
-    entries = []
-    records = dict(state.records)
-    access = {}
-    if state.active and state.guest_mounts is not None:
-        # Never probe a mount whose virtiofsd is dead: the probe would hang in the guest for good.
-        paths = [r['mount_path'] for r in records.values()
-                 if r.get('guest_mount') and state.backend_alive(r['tag']) is not False
-                 and any(m['target'] == r['mount_path'] for m in state.guest_mounts_of(r['tag']))]
-        access = state.agent.accessible_many(paths) if paths else {}
-    for model in sorted(records):
-        rec = records[model]
-        tag = rec['tag']
-        live = state.device(tag) is not None
-        config = state.device(tag, config=True) is not None
-        mounted = None
-        accessible = None
-        read_ahead = None
-        if state.active and state.guest_mounts is not None:
-            here = [m for m in state.guest_mounts_of(tag) if m['target'] == rec['mount_path']]
-            mounted = bool(here)
-            if here and rec.get('read_ahead_kb'):
-                try:
-                    read_ahead = state.agent.read_ahead_kb(here[-1]['dev'])
-                except _guest.GuestError:
-                    read_ahead = None
-        in_fstab = None
-        if state.fstab is not None:
-            in_fstab = _guest.fstab_find(state.fstab, tag) is not None
-        reasons = []
-        if not state.active:
-            status = STATUS_PENDING
-            reasons.append('vm_stopped')
-            if state.persistent and not config:
-                status = STATUS_DEGRADED
-                reasons.append('device_missing_config')
-        else:
-            if not live:
-                reasons.append('device_missing_live')
-            elif state.backend_alive(tag) is False:
-                reasons.append('device_backend_dead')
-            if rec.get('persist') and state.persistent and not config:
-                reasons.append('device_missing_config')
-            if rec.get('guest_mount'):
-                if state.guest_error is not None:
-                    reasons.append('guest_unreachable')
-                elif not mounted:
-                    reasons.append('not_mounted_in_guest')
-                elif rec['mount_path'] in access:
-                    accessible = access[rec['mount_path']]
-                    if not accessible:
-                        reasons.append('stale_guest_mount')
-                if rec.get('persist') and in_fstab is False:
-                    reasons.append('fstab_missing')
-                if read_ahead is not None and read_ahead != rec.get('read_ahead_kb'):
-                    reasons.append('read_ahead_differs')
-            if host_volume_status is not None:
-                host = host_volume_status(rec)
-                if host in ('dead', 'foreign'):
-                    reasons.append('host_volume_dead')
-            status = STATUS_DEGRADED if reasons else STATUS_MOUNTED
-        entry = dict(_record.public(rec))
-        entry.update({
-            'vm': vm_name,
-            'status': status,
-            'reasons': reasons,
-            'device_live': live,
-            'device_config': config,
-            'guest_mounted': mounted,
-            'guest_accessible': accessible,
-            'guest_read_ahead_kb': read_ahead,
-            'in_fstab': in_fstab,
-        })
-        entries.append(entry)
-    recorded_tags = set(r['tag'] for r in records.values())
-    orphans = []
-    for entry in entries:
-        if state.active and not entry['device_live'] and not entry['device_config']:
-            orphans.append({'vm': vm_name, 'kind': 'record_without_device', 'where': 'record',
-                            'tag': entry['tag'], 'model': entry['model'], 'source': None})
-    for where, devices in (('live', state.live_devices), ('config', state.config_devices)):
-        for dev in devices:
-            if _spec.is_our_tag(dev['tag']) and dev['tag'] not in recorded_tags:
-                orphans.append({'vm': vm_name, 'kind': 'device_without_record', 'where': where,
-                                'tag': dev['tag'], 'source': dev['source']})
-    return entries, orphans
+    def __init__(self, mount_root):
+        self.mount_root = mount_root
+        self._status = {}
+
+    def point(self, volume, read_only):
+        return _juicefs.mountpoint(volume, read_only, self.mount_root)
+
+    def status(self, volume, read_only):
+        point = self.point(volume, read_only)
+        if point not in self._status:
+            self._status[point] = _juicefs.status(point, volume)
+        return self._status[point]

@@ -275,44 +275,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _info
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
-from ansible_collections.aimodel.kvm.plugins.module_utils import _record
-from ansible_collections.aimodel.kvm.plugins.module_utils import _state
-
-
-def collect(conn, vm, model, mount_root, agent_timeout):
-    if vm:
-        domain = conn.lookup(vm)
-        domains = [domain] if domain is not None else []
-    else:
-        domains = conn.domains()
-    mounts, orphans, vms = [], [], []
-    host_cache = {}
-
-    def host_status(rec):
-        point = _juicefs.mountpoint(rec['volume'], rec.get('read_only', True), mount_root)
-        if point not in host_cache:
-            host_cache[point] = _juicefs.status(point, rec['volume'])
-        return host_cache[point]
-
-    for domain in domains:
-        try:
-            state = _state.VmState(domain, _guest.Agent(domain, agent_timeout))
-        except _libvirt.VirtError as exc:
-            if exc.code == _libvirt.ERR_NO_DOMAIN:
-                continue  # undefined while we looked: it has no mounts any more
-            raise
-        entries, strays = _state.report(state, domain.name, host_status)
-        if model:
-            entries = [e for e in entries if e['model'] == model]
-            strays = []
-        mounts.extend(entries)
-        orphans.extend(strays)
-        vms.append({'name': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
-                    'guest_reachable': state.guest_error is None if state.active else None})
-    return mounts, orphans, vms
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 
 def main():
@@ -332,10 +298,10 @@ def main():
     try:
         conn = _libvirt.connect(p['uri'])
         try:
-            mounts, orphans, vms = collect(conn, p['vm'], p['model'], p['mount_root'], p['agent_timeout'])
+            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], p['mount_root'], p['agent_timeout'])
         finally:
             conn.close()
-    except (_libvirt.VirtError, _record.RecordError, _guest.GuestError) as exc:
+    except AimodelError as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # pylint: disable=broad-except
         module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc())

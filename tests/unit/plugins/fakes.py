@@ -298,3 +298,16 @@ class FakeConnection:
 
     def close(self):
         pass
+
+
+def mounted_domain():
+    """A fake VM with model m recorded, attached live and persistent, mounted in the guest and in its fstab."""
+    dom = FakeDomain()
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
+    dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
+    dom.live = [('aim-m-1', '/src')]
+    dom.config = [('aim-m-1', '/src')]
+    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
+    dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    return dom

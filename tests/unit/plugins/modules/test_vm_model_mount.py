@@ -425,19 +425,6 @@ def test_changing_read_ahead_does_not_remount(domain, host, run_module):
     assert domain.records(config=True)['m1']['read_ahead_kb'] == 4096
 
 
-def test_info_reports_readahead_drift(domain, host, run_module):
-    from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
-    run_module(vm_model_mount, ARGS)
-    mount = [m for m in domain.guest.mounts if m[2] == 'virtiofs'][-1]
-    domain.guest.files['/sys/class/bdi/%s/read_ahead_kb' % domain.guest.mount_dev(mount)] = '128\n'
-    entry = run_module(vm_model_mount_info, {'vm': 'vm1'})['mounts'][0]
-    assert entry['guest_read_ahead_kb'] == 128 and entry['reasons'] == ['read_ahead_differs']
-    assert entry['status'] == 'degraded'
-    run_module(vm_model_mount, ARGS)
-    entry = run_module(vm_model_mount_info, {'vm': 'vm1'})['mounts'][0]
-    assert entry['guest_read_ahead_kb'] == 1024 and entry['status'] == 'mounted'
-
-
 def test_device_detached_by_hand_leaves_dead_guest_mount(domain, host, run_module):
     run_module(vm_model_mount, ARGS)
     domain.live = []          # virsh detach-device --live: the guest keeps a dead mount

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The virtiofsd of a device, told on the host from libvirt's pid file and /proc (a real process here)."""
+"""The libvirt boundary: device XML and the virtiofsd of a device, read from libvirt's pid file."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
@@ -14,7 +14,6 @@ import time
 import pytest
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
-from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 
 
 class _Dom:
@@ -68,10 +67,8 @@ def test_backend_that_is_not_virtiofsd(tmp_path):
     assert domain.backend_identity('fs0', str(tmp_path)) is None
 
 
-def test_mount_id_of_the_visible_mount(tmp_path):
-    info = tmp_path / 'mountinfo'
-    info.write_text('21 1 0:20 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
-                    '30 21 0:40 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
-                    '31 1 0:41 / /other rw - tmpfs tmpfs rw\n')
-    assert _juicefs.mount_id('/var/lib/aimodel/volumes/v x/ro', str(info)) == '30'
-    assert _juicefs.mount_id('/nowhere', str(info)) is None
+def test_filesystem_xml_has_no_readonly():
+    xml = _libvirt.filesystem_xml('/var/lib/aimodel/volumes/v/ro/models/m', 'aim-m-1', 'always')
+    devs = _libvirt.filesystems('<domain><devices>%s</devices></domain>' % xml)
+    assert devs == [{'tag': 'aim-m-1', 'source': '/var/lib/aimodel/volumes/v/ro/models/m', 'alias': None, 'cache': 'always'}]
+    assert 'readonly' not in xml

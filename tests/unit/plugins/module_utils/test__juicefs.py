@@ -3,6 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+"""The host volume: the metadata engine checked before the client starts, the host mount table."""
+
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
@@ -46,3 +48,12 @@ def test_reachable_metadata_passes():
         _juicefs.check_reachable('redis://127.0.0.1:%d/1' % listener.getsockname()[1], timeout=2)
     finally:
         listener.close()
+
+
+def test_mount_id_of_the_visible_mount(tmp_path):
+    info = tmp_path / 'mountinfo'
+    info.write_text('21 1 0:20 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
+                    '30 21 0:40 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
+                    '31 1 0:41 / /other rw - tmpfs tmpfs rw\n')
+    assert _juicefs.mount_id('/var/lib/aimodel/volumes/v x/ro', str(info)) == '30'
+    assert _juicefs.mount_id('/nowhere', str(info)) is None

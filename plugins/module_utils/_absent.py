@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The plan of ``state: absent``: guest umount first, then the device (waiting until the guest released it),
+the fstab line and the record. Everything but the model's name comes from the record."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD
+from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, where
+
+
+def plan(ctx):
+    """Add the steps that take the model out of the VM; (record before, None)."""
+    state, model, add = ctx.state, ctx.desired['model'], ctx.plan.add
+    running = state.active
+    current = state.live_records.get(model) if running else None
+    current = current or state.config_records.get(model)
+    tag = (current or {}).get('tag') or _spec.derive_tag(model)
+    _guest_side(ctx, current, tag)
+    _device(ctx, tag)
+    if running and state.fstab is not None and _guest.fstab_find(state.fstab, tag):
+        new_fstab = _guest.fstab_without(state.fstab, tag)
+        add('remove the fstab line of %s in the guest' % tag, lambda: ctx.agent.write_file(_guest.FSTAB, new_fstab))
+    live_records = dict(state.live_records)
+    config_records = dict(state.config_records)
+    in_live = running and model in live_records
+    in_cfg = state.persistent and model in config_records
+    if in_live or in_cfg:
+        live_records.pop(model, None)
+        config_records.pop(model, None)
+        add('remove the record of %s (%s)' % (model, where(in_live, in_cfg)),
+            lambda: ctx.write_records(live_records if in_live else None, config_records if in_cfg else None))
+    return current, None
+
+
+def _guest_side(ctx, current, tag):
+    """The guest mounts of the tag, newest first; refused when the guest cannot be asked or would hang."""
+    state, force = ctx.state, ctx.params['force']
+    if not state.active:
+        return
+    live_devs = state.devices_with_tag(tag)
+    if state.guest_error is not None and (live_devs or current) and not force:
+        raise OperationFailed('%s: the guest agent does not answer, so it cannot be checked that the guest no longer '
+                              'uses %s; nothing was changed (start qemu-guest-agent, or use force: true to detach '
+                              'anyway): %s' % (ctx.where, ctx.desired['model'], state.guest_error))
+    if state.guest_mounts is None:
+        return
+    mounts = state.guest_mounts_of(tag)
+    if state.backend_alive(tag) is False and mounts:
+        raise OperationFailed(BACKEND_DEAD % (ctx.where, tag, ', '.join(m['target'] for m in mounts)))
+    for entry in reversed(mounts):
+        target = entry['target']
+        ctx.plan.add('unmount %s from %s in the guest%s' % (tag, target, ' (lazily if busy)' if force else ''),
+                     lambda target=target: ctx.guest_umount(target, force))
+
+
+def _device(ctx, tag):
+    """Every live device with the tag (the first one also from the persistent config), or the persistent one."""
+    state = ctx.state
+    live_devs = state.devices_with_tag(tag) if state.active else []
+    cfg_dev = state.device(tag, config=True) if state.persistent else None
+    if live_devs:
+        xml = _libvirt.filesystem_xml(live_devs[0]['source'], tag)
+        for index in range(len(live_devs)):
+            both = index == 0 and cfg_dev is not None
+            ctx.plan.add('detach device %s (%s) and wait until the guest released it' % (tag, where(True, both)),
+                         lambda both=both: ctx.detach(xml, tag, True, both))
+    elif cfg_dev is not None:
+        xml = _libvirt.filesystem_xml(cfg_dev['source'], tag)
+        ctx.plan.add('detach device %s (persistent)' % tag, lambda: ctx.domain.detach(xml, False, True))

@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The frame of a vm_model_mount run: the VM looked up under its lock, the step list a plan builds, applying it
+with rollback, and the result (actions, mount, diff).
+
+A plan (``_mounted.plan``, ``_absent.plan``) reads the VM's read model and adds steps; nothing changes before
+``Plan.apply``. A step that fails makes the steps done before it roll back, newest first, and the error says
+what was done, rolled back, kept on purpose, or left.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import contextlib
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
+from ansible_collections.aimodel.kvm.plugins.module_utils import _record
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
+from ansible_collections.aimodel.kvm.plugins.module_utils._state import VmState
+
+
+class OperationFailed(AimodelError):
+    """The VM is not in a state the operation can work with, or a step failed (the message tells the rollback)."""
+
+
+class Step:
+    def __init__(self, text, do, undo=None, undo_text=None):
+        self.text = text
+        self.do = do
+        self.undo = undo
+        self.undo_text = undo_text
+
+
+class Plan:
+    """The ordered steps of one run, each with its undo; ``pending`` when the guest part waits for the VM."""
+
+    def __init__(self, vm_name):
+        self.vm_name = vm_name
+        self.steps = []
+        self.pending = False
+
+    def where(self):
+        return 'VM %s' % self.vm_name
+
+    def add(self, text, do, undo=None, undo_text=None):
+        """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure."""
+        self.steps.append(Step(text, do, undo, undo_text))
+
+    def apply(self):
+        done = []
+        for step in self.steps:
+            try:
+                step.do()
+            except Exception as exc:  # pylint: disable=broad-except
+                raise OperationFailed(self._failure(step, done, exc))
+            done.append(step)
+
+    def _failure(self, step, done, exc):
+        rolled, kept, left = _rollback(done)
+        msg = '%s: %s failed: %s.' % (self.where(), step.text, exc)
+        if done:
+            msg += ' Done before the failure: %s.' % '; '.join(s.text for s in done)
+        msg += ' Rolled back: %s.' % ('; '.join(rolled) if rolled else 'nothing was left to roll back')
+        if kept:
+            msg += ' Kept on purpose: %s.' % '; '.join(kept)
+        if left:
+            msg += ' NOT rolled back (fix by hand or re-run): %s.' % '; '.join(left)
+        return msg
+
+
+def _rollback(done):
+    """Undo the done steps in reverse order: (rolled back, kept on purpose, failed to roll back)."""
+    rolled, kept, left = [], [], []
+    for step in reversed(done):
+        if step.undo is None:
+            if step.undo_text:
+                kept.append(step.undo_text)
+            continue
+        try:
+            step.undo()
+            rolled.append(step.undo_text or 'undo of "%s"' % step.text)
+        except Exception as exc:  # pylint: disable=broad-except
+            left.append('%s (%s)' % (step.undo_text or step.text, exc))
+    return rolled, kept, left
+
+
+class Context:
+    """What a plan works with: the module's parameters, the desired record, the volume's connection settings,
+    the domain, its guest agent, the read model of the VM, and the plan being built."""
+
+    def __init__(self, params, desired, volume, domain):
+        self.params = params
+        self.desired = desired
+        self.volume = volume
+        self.domain = domain
+        self.agent = _guest.Agent(domain, params['agent_timeout'])
+        self.state = VmState(domain, self.agent)
+        self.plan = Plan(params['vm'])
+        self.where = self.plan.where()
+
+    def guest_umount(self, target, force):
+        """Unmount in the guest; with ``force`` a busy mount is unmounted lazily."""
+        try:
+            self.agent.umount(target)
+        except _guest.GuestError:
+            if not force:
+                raise
+            self.agent.umount(target, lazy=True)
+
+    def write_records(self, live_records, config_records):
+        """Write the live and/or persistent records (None: leave that side alone; empty: remove it)."""
+        for records, live, config in ((live_records, True, False), (config_records, False, True)):
+            if records is None:
+                continue
+            self.domain.set_metadata(_record.render(records) if records else None, live, config)
+
+    def detach(self, device_xml, tag, live, config):
+        """Detach; a live detach waits until the guest has released the device."""
+        if config and not live:
+            self.domain.detach(device_xml, False, True)
+            return
+        self.domain.detach(device_xml, live, config)
+        if not _libvirt.wait_device_gone(self.domain, tag, self.params['device_timeout']):
+            raise OperationFailed('device %s is still in the live XML %ss after detaching it: the guest did not release '
+                                  'it (a guest process may be stuck on a mount whose virtiofsd died; then only a restart '
+                                  'of the VM frees the device)' % (tag, self.params['device_timeout']))
+
+
+@contextlib.contextmanager
+def locked_vm(params):
+    """The domain of ``params['vm']`` (None when this host has none) under the VM's lock, looked up again under
+    the lock (it may have stopped, moved or vanished meanwhile); one libvirt connection for the whole run."""
+    conn = _libvirt.connect(params['uri'])
+    try:
+        domain = conn.lookup(params['vm'])
+        if domain is None:
+            yield None
+            return
+        with _lock.Lock('vm-%s' % domain.uuid, params['lock_timeout'], 'VM %s' % domain.name):
+            yield conn.lookup(domain.uuid)
+    finally:
+        conn.close()
+
+
+def vm_missing(params, desired):
+    """The result of a run on a VM this host does not have: nothing to do for absent, an error for mounted."""
+    if params['state'] == 'absent':
+        return dict(changed=False, actions=[], mount=dict(vm=params['vm'], model=desired['model'], status='absent'),
+                    msg='VM %s does not exist on %s: nothing to unmount' % (params['vm'], params['uri']))
+    raise OperationFailed('VM %s is not defined on this host (%s): check the VM name and that the task runs on the '
+                          'hypervisor that hosts it' % (params['vm'], params['uri']))
+
+
+def result(ctx, before, after, diff):
+    """The module's result: what was (or would be) done, the mount as recorded, and the diff of the record."""
+    plan = ctx.plan
+    if after is None:
+        mount = dict(_record.public(before) or {'model': ctx.desired['model']}, vm=ctx.domain.name, status='absent')
+    else:
+        mount = dict(_record.public(after), vm=ctx.domain.name, status='pending' if plan.pending else 'mounted')
+    out = dict(changed=bool(plan.steps), actions=[s.text for s in plan.steps], mount=mount)
+    if diff:
+        out['diff'] = dict(before=_record.public(before) or {}, after=_record.public(after) or {})
+    return out
+
+
+def where(live, config):
+    if live and config:
+        return 'live and persistent'
+    return 'live' if live else 'persistent'
