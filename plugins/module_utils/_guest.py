@@ -35,12 +35,12 @@ _NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFo
 # One guest-file-read returns up to this many bytes (qemu-ga allows up to 48 MiB): mount tables and
 # fstabs fit in one read.
 READ_CHUNK = 1048576
-# Polling a guest process: a guest-exec-status round trip takes 2-3 ms and the shortest guest process
-# 8-10 ms under TCG, so poll every POLL_FAST s for the first POLL_FAST_FOR s, then back off to 0.2 s.
+# Polling a guest process: every POLL_FAST s for the first POLL_FAST_FOR s (short guest commands end within
+# a few polls), then backing off to 0.2 s; docs/performance.md has the measurements behind these values.
 POLL_FAST = 0.004
 POLL_FAST_FOR = 0.5
-# A freshly hot-plugged device is discovered by the guest 0.1-0.3 s after the attach (PCI hot-plug):
-# retry the mount every MOUNT_RETRY s for the first MOUNT_RETRY_FAST_FOR s, then back off to 1 s.
+# A freshly hot-plugged device is discovered by the guest some time after the attach (PCI hot-plug): retry
+# the mount every MOUNT_RETRY s for the first MOUNT_RETRY_FAST_FOR s, then back off to 1 s.
 MOUNT_RETRY = 0.02
 MOUNT_RETRY_FAST_FOR = 3.0
 # Replace a file atomically in one guest process: resolve a symlinked path (/etc/fstab -> /persist/fstab,
@@ -61,10 +61,8 @@ WRITE_VALUE_SCRIPT = 'printf "%s\\n" "$1" > "$2"'
 class GuestError(AimodelError):
     """A guest agent or guest command failure."""
 
-    def __init__(self, message, rc=None, stderr=None, unreachable=False):
+    def __init__(self, message, unreachable=False):
         super(GuestError, self).__init__(message)
-        self.rc = rc
-        self.stderr = stderr
         self.unreachable = unreachable
 
 
@@ -140,16 +138,15 @@ class Agent:
         result = self.run(argv, timeout=timeout)
         if result.rc != 0:
             raise GuestError('%s failed in VM %s (exit %s): %s'
-                             % (what, self.domain.name, result.rc, (result.err or result.out).strip()),
-                             rc=result.rc, stderr=result.err)
+                             % (what, self.domain.name, result.rc, (result.err or result.out).strip()))
         return result
 
     # --- files ------------------------------------------------------------------------------------
     def read_file(self, path):
         """The text of a guest file, or None when it does not exist.
 
-        Read by the agent itself (guest-file-open, -read, -close): no process is started in the guest, which
-        takes a third of the time of a guest-exec of cat (and its guest-exec-status polls) under TCG. An agent
+        Read by the agent itself (guest-file-open, -read, -close): no process is started in the guest, which is
+        faster than a guest-exec of cat and its guest-exec-status polls (docs/performance.md). An agent
         without the guest-file-* commands falls back to cat.
         """
         try:
@@ -177,8 +174,7 @@ class Agent:
         if result.rc != 0:
             if 'No such file' in result.err:
                 return None
-            raise GuestError('cannot read %s in VM %s: %s' % (path, self.domain.name, result.err.strip()),
-                             rc=result.rc, stderr=result.err)
+            raise GuestError('cannot read %s in VM %s: %s' % (path, self.domain.name, result.err.strip()))
         return result.out
 
     def write_file(self, path, text):
@@ -189,8 +185,7 @@ class Agent:
         result = self.run(['sh', '-c', REPLACE_FILE_SCRIPT, 'sh', path], input_data=text.encode('utf-8'))
         if result.rc != 0:
             raise GuestError('replacing %s failed in VM %s (exit %s): %s'
-                             % (path, self.domain.name, result.rc, (result.err or result.out).strip()),
-                             rc=result.rc, stderr=result.err)
+                             % (path, self.domain.name, result.rc, (result.err or result.out).strip()))
 
     # --- mounts -----------------------------------------------------------------------------------
     def mounts(self):
@@ -250,7 +245,7 @@ class Agent:
             now = time.monotonic()
             if not _NOT_YET_RE.search(message) or now >= deadline:
                 raise GuestError('mounting %s at %s failed in VM %s (exit %s): %s'
-                                 % (tag, path, self.domain.name, result.rc, message), rc=result.rc, stderr=result.err)
+                                 % (tag, path, self.domain.name, result.rc, message))
             time.sleep(delay)
             if now - start >= MOUNT_RETRY_FAST_FOR:
                 delay = min(delay * 2, 1.0)
@@ -264,7 +259,7 @@ class Agent:
             raise GuestError('unmounting %s failed in VM %s%s: %s'
                              % (path, self.domain.name,
                                 ' (the mount is busy: a process in the guest uses it; stop it or use force: true)'
-                                if busy else '', message), rc=result.rc, stderr=result.err)
+                                if busy else '', message))
 
     def accessible_many(self, paths):
         """Whether each mount answers in the guest (False for a dead virtiofs mount, which fails with

@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
@@ -24,7 +25,7 @@ def collect(conn, vm, model, mount_root, agent_timeout):
     else:
         domains = conn.domains()
     mounts, orphans, vms = [], [], []
-    host_volumes = HostVolumes(mount_root)
+    host_volumes = HostVolumes(_juicefs.Host(), mount_root)
     for domain in domains:
         try:
             state = VmState(domain, _guest.Agent(domain, agent_timeout))

@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import parse_mountinfo, visible_at
@@ -36,18 +35,6 @@ class VolumeError(AimodelError):
     pass
 
 
-def find_client(explicit=None):
-    if explicit:
-        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
-            return explicit
-        raise VolumeError('volume.client_path %s is not an executable file' % explicit)
-    found = shutil.which(CLIENT_NAME) or shutil.which(CLIENT_NAME, path=os.pathsep.join(_SEARCH_DIRS))
-    if not found:
-        raise VolumeError('the model repository client (%s) is not installed on this host: install it '
-                          '(role aimodel.kvm.juicefs_client) or set volume.client_path' % CLIENT_NAME)
-    return found
-
-
 def mountpoint(volume, read_only, root=None):
     return os.path.join(root or DEFAULT_MOUNT_ROOT, volume, 'ro' if read_only else 'rw')
 
@@ -60,12 +47,6 @@ def _host_mounts(path=HOST_MOUNTINFO):
 def mount_table(path=HOST_MOUNTINFO):
     """Mount point -> (fstype, source) of the host's visible mounts."""
     return dict((m['target'], (m['fstype'], m['source'])) for m in _host_mounts(path))
-
-
-def mount_id(point, path=HOST_MOUNTINFO):
-    """The kernel's ID of the (visible) mount at this point, or None: a remount gets a new ID."""
-    entry = visible_at(_host_mounts(path), point)
-    return entry['id'] if entry else None
 
 
 def _statfs_with_timeout(path, timeout):
@@ -88,23 +69,6 @@ def _statfs_with_timeout(path, timeout):
     worker.start()
     worker.join(timeout)
     return outcome.get('errno', errno.ETIMEDOUT)
-
-
-def status(point, volume_name=None, timeout=5.0):
-    """``mounted`` (healthy), ``absent``, ``dead`` (listed but not answering) or ``foreign``
-    (something else is mounted there)."""
-    entry = mount_table().get(point)
-    if entry is None:
-        return 'absent'
-    fstype, source = entry
-    if fstype != FSTYPE or (volume_name and source != 'JuiceFS:%s' % volume_name):
-        return 'foreign'
-    return 'mounted' if _statfs_with_timeout(point, timeout) == 0 else 'dead'
-
-
-def describe(point):
-    entry = mount_table().get(point)
-    return '%s %s' % entry if entry else 'nothing'
 
 
 def _run(argv, env_extra=None, timeout=120):
@@ -150,61 +114,90 @@ def check_reachable(meta_url, timeout=5.0):
                           % (endpoint[0], endpoint[1], exc))
 
 
-def mount(client, volume, meta_url, password, read_only, root=None, cache_dir=None, cache_size=None,
-          log_dir=None, timeout=120):
-    """Mount the volume at its host mount point (which must not be mounted yet)."""
-    check_reachable(meta_url)
-    point = mountpoint(volume, read_only, root)
-    os.makedirs(point, mode=0o755, exist_ok=True)
-    log_dir = log_dir or DEFAULT_LOG_DIR
-    os.makedirs(log_dir, mode=0o700, exist_ok=True)
-    argv = [client, 'mount', '--background', '--no-usage-report',
-            '--log', os.path.join(log_dir, '%s-%s.log' % (volume, 'ro' if read_only else 'rw'))]
-    if read_only:
-        argv.append('--read-only')
-    if cache_dir:
-        argv += ['--cache-dir', cache_dir]
-    if cache_size is not None:
-        argv += ['--cache-size', str(cache_size)]
-    argv += [meta_url, point]
-    env = {'META_PASSWORD': password} if password else {}
-    rc, output = _run(argv, env, timeout)
-    if rc != 0:
-        raise VolumeError('mounting volume %s at %s failed (exit %s): %s'
-                          % (volume, point, rc, _scrub(output.strip()[-2000:], [password])))
-    state = status(point, volume)
-    if state == 'foreign':
-        raise VolumeError('the metadata URL of volume %s points to another volume: %s is mounted at %s; '
-                          'volume.name must be the name the volume was formatted with'
-                          % (volume, describe(point), point))
-    if state != 'mounted':
-        raise VolumeError('volume %s did not come up at %s (state: %s)' % (volume, point, state))
-    return point
+class Host:
+    """The one boundary between the collection and the host's side of the volumes: the host mount table, the
+    JuiceFS client (mount, warmup) and the volume's directories. Unit tests replace it with a fake."""
 
+    def find_client(self, explicit=None):
+        if explicit:
+            if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+                return explicit
+            raise VolumeError('volume.client_path %s is not an executable file' % explicit)
+        found = shutil.which(CLIENT_NAME) or shutil.which(CLIENT_NAME, path=os.pathsep.join(_SEARCH_DIRS))
+        if not found:
+            raise VolumeError('the model repository client (%s) is not installed on this host: install it '
+                              '(role aimodel.kvm.juicefs_client) or set volume.client_path' % CLIENT_NAME)
+        return found
 
-def lazy_unmount(point):
-    """Detach a dead mount point so it can be mounted again."""
-    rc, output = _run(['umount', '-l', point], timeout=30)
-    if rc != 0:
-        raise VolumeError('cannot clear the dead mount at %s: %s' % (point, output.strip()))
+    def mount_id(self, point, path=HOST_MOUNTINFO):
+        """The kernel's ID of the (visible) mount at this point, or None: a remount gets a new ID."""
+        entry = visible_at(_host_mounts(path), point)
+        return entry['id'] if entry else None
 
+    def status(self, point, volume_name=None, timeout=5.0):
+        """``mounted`` (healthy), ``absent``, ``dead`` (listed but not answering) or ``foreign``
+        (something else is mounted there)."""
+        entry = mount_table().get(point)
+        if entry is None:
+            return 'absent'
+        fstype, source = entry
+        if fstype != FSTYPE or (volume_name and source != 'JuiceFS:%s' % volume_name):
+            return 'foreign'
+        return 'mounted' if _statfs_with_timeout(point, timeout) == 0 else 'dead'
 
-def warmup(client, path, timeout=3600):
-    started = time.monotonic()
-    rc, output = _run([client, 'warmup', path], timeout=timeout)
-    if rc != 0:
-        raise VolumeError('warming up %s failed (exit %s): %s' % (path, rc, output.strip()[-2000:]))
-    return time.monotonic() - started
+    def describe(self, point):
+        entry = mount_table().get(point)
+        return '%s %s' % entry if entry else 'nothing'
 
+    def mount(self, client, volume, meta_url, password, read_only, root=None, cache_dir=None, cache_size=None,
+              log_dir=None, timeout=120):
+        """Mount the volume at its host mount point (which must not be mounted yet)."""
+        check_reachable(meta_url)
+        point = mountpoint(volume, read_only, root)
+        os.makedirs(point, mode=0o755, exist_ok=True)
+        log_dir = log_dir or DEFAULT_LOG_DIR
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        argv = [client, 'mount', '--background', '--no-usage-report',
+                '--log', os.path.join(log_dir, '%s-%s.log' % (volume, 'ro' if read_only else 'rw'))]
+        if read_only:
+            argv.append('--read-only')
+        if cache_dir:
+            argv += ['--cache-dir', cache_dir]
+        if cache_size is not None:
+            argv += ['--cache-size', str(cache_size)]
+        argv += [meta_url, point]
+        env = {'META_PASSWORD': password} if password else {}
+        rc, output = _run(argv, env, timeout)
+        if rc != 0:
+            raise VolumeError('mounting volume %s at %s failed (exit %s): %s'
+                              % (volume, point, rc, _scrub(output.strip()[-2000:], [password])))
+        state = self.status(point, volume)
+        if state == 'foreign':
+            raise VolumeError('the metadata URL of volume %s points to another volume: %s is mounted at %s; '
+                              'volume.name must be the name the volume was formatted with'
+                              % (volume, self.describe(point), point))
+        if state != 'mounted':
+            raise VolumeError('volume %s did not come up at %s (state: %s)' % (volume, point, state))
 
-def resolve_source(point, source_path):
-    """The host directory of a model; it must exist and stay inside the volume (no symlink escape)."""
-    base = os.path.realpath(point)
-    candidate = os.path.realpath(os.path.join(point, source_path))
-    if candidate != base and not candidate.startswith(base + os.sep):
-        raise VolumeError('source_path %s leaves the volume (it resolves to %s)' % (source_path, candidate))
-    if candidate == base:
-        raise VolumeError('source_path %s is the volume root' % source_path)
-    if not os.path.isdir(candidate):
-        return None
-    return candidate
+    def lazy_unmount(self, point):
+        """Detach a dead mount point so it can be mounted again."""
+        rc, output = _run(['umount', '-l', point], timeout=30)
+        if rc != 0:
+            raise VolumeError('cannot clear the dead mount at %s: %s' % (point, output.strip()))
+
+    def warmup(self, client, path, timeout=3600):
+        rc, output = _run([client, 'warmup', path], timeout=timeout)
+        if rc != 0:
+            raise VolumeError('warming up %s failed (exit %s): %s' % (path, rc, output.strip()[-2000:]))
+
+    def resolve_source(self, point, source_path):
+        """The host directory of a model; it must exist and stay inside the volume (no symlink escape)."""
+        base = os.path.realpath(point)
+        candidate = os.path.realpath(os.path.join(point, source_path))
+        if candidate != base and not candidate.startswith(base + os.sep):
+            raise VolumeError('source_path %s leaves the volume (it resolves to %s)' % (source_path, candidate))
+        if candidate == base:
+            raise VolumeError('source_path %s is the volume root' % source_path)
+        if not os.path.isdir(candidate):
+            return None
+        return candidate

@@ -73,15 +73,14 @@ def connect(uri):
     # libvirt-python prints every error to stderr unless a handler is set.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
-        return Connection(libvirt.open(uri), uri)
+        return Connection(libvirt.open(uri))
     except libvirt.libvirtError as exc:
         raise _wrap('cannot connect to libvirt at %s' % uri, exc)
 
 
 class Connection:
-    def __init__(self, conn, uri):
+    def __init__(self, conn):
         self._conn = conn
-        self.uri = uri
 
     def lookup(self, vm):
         """The domain with this name or UUID, or None when this host has no such domain."""

@@ -32,7 +32,6 @@ class Lock:
         self.path = os.path.join(lock_dir or DEFAULT_LOCK_DIR, re.sub(r'[^A-Za-z0-9._-]', '_', name) + '.lock')
         self.timeout = timeout
         self.what = what
-        self.waited = 0.0
         self._fd = None
 
     def __enter__(self):
@@ -45,15 +44,13 @@ class Lock:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except (IOError, OSError):
-                self.waited = time.monotonic() - started
-                if self.waited >= self.timeout:
+                if time.monotonic() - started >= self.timeout:
                     os.close(self._fd)
                     self._fd = None
                     raise LockTimeout('another operation on %s held its lock (%s) for more than %ss (lock_timeout); '
                                       'nothing was changed' % (self.what, self.path, self.timeout))
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
-        self.waited = time.monotonic() - started
         return self
 
     def __exit__(self, *exc):

@@ -52,7 +52,7 @@ class Mount:
         self.model, self.tag, self.path = desired['model'], desired['tag'], desired['mount_path']
         self.running = ctx.state.active
         self.current = ctx.state.records.get(self.model)
-        self.host = _state.HostVolumes(ctx.volume['mount_root'])
+        self.host = _state.HostVolumes(ctx.host, ctx.volume['mount_root'])
         self.point = self.host.point(desired['volume'], desired['read_only'])
         # The model's real directory on the host: resolved at planning when the volume is up, else by a step.
         self.source_dir = os.path.join(self.point, desired['source_path'])
@@ -127,10 +127,10 @@ def _host_volume(m):
     """The host volume (mounted, or remounted when its client died) and the model's directory on it."""
     desired, volume, add = m.desired, m.ctx.volume, m.ctx.plan.add
     m.host_state = m.host.status(desired['volume'], desired['read_only'])
-    m.client = _juicefs.find_client(volume['client_path'])
+    m.client = m.ctx.host.find_client(volume['client_path'])
     if m.host_state == 'foreign':
         raise OperationFailed('%s is in use by something else (%s), not by volume %s'
-                              % (m.point, _juicefs.describe(m.point), desired['volume']))
+                              % (m.point, m.ctx.host.describe(m.point), desired['volume']))
     if m.host_state == 'dead':
         add('remount the dead host volume %s at %s' % (desired['volume'], m.point),
             lambda: mount_volume(m.ctx, m.client, clear_dead=True))
@@ -140,34 +140,34 @@ def _host_volume(m):
             lambda: mount_volume(m.ctx, m.client),
             undo_text='host volume %s stays mounted at %s (shared by all VMs of this host)' % (desired['volume'], m.point))
     if m.host_state == 'mounted':
-        m.source_dir = resolve_source(m.point, desired)
+        m.source_dir = resolve_source(m.ctx.host, m.point, desired)
     else:
         def resolve():
-            m.source_dir = resolve_source(m.point, desired)
+            m.source_dir = resolve_source(m.ctx.host, m.point, desired)
         add('check that model %s exists at %s in volume %s' % (m.model, desired['source_path'], desired['volume']), resolve)
     if m.ctx.params['warmup']:
         add('warm up %s in the host cache' % desired['source_path'],
-            lambda: _juicefs.warmup(m.client, os.path.join(m.point, desired['source_path'])))
+            lambda: m.ctx.host.warmup(m.client, os.path.join(m.point, desired['source_path'])))
 
 
 def mount_volume(ctx, client, clear_dead=False):
     """Mount the host volume under the volume's lock (another run may have mounted or repaired it meanwhile)."""
-    desired, volume = ctx.desired, ctx.volume
+    desired, volume, host = ctx.desired, ctx.volume, ctx.host
     with _lock.Lock('volume-%s-%s' % (desired['volume'], 'ro' if desired['read_only'] else 'rw'),
                     ctx.params['lock_timeout'], 'volume %s' % desired['volume']):
         point = _juicefs.mountpoint(desired['volume'], desired['read_only'], volume['mount_root'])
-        current = _juicefs.status(point, desired['volume'])
+        current = host.status(point, desired['volume'])
         if current == 'mounted':
             return
         if current == 'dead' and clear_dead:
-            _juicefs.lazy_unmount(point)
-        _juicefs.mount(client, desired['volume'], volume['meta_url'], volume['password'], desired['read_only'],
-                       root=volume['mount_root'], cache_dir=volume['cache_dir'], cache_size=volume['cache_size'])
+            host.lazy_unmount(point)
+        host.mount(client, desired['volume'], volume['meta_url'], volume['password'], desired['read_only'],
+                   root=volume['mount_root'], cache_dir=volume['cache_dir'], cache_size=volume['cache_size'])
 
 
-def resolve_source(point, desired):
+def resolve_source(host, point, desired):
     try:
-        found = _juicefs.resolve_source(point, desired['source_path'])
+        found = host.resolve_source(point, desired['source_path'])
     except _juicefs.VolumeError as exc:
         raise OperationFailed('source_path: %s' % exc, field='source_path')
     if found is None:
@@ -220,7 +220,7 @@ def _device(m):
     here = m.guest_mount(m.path) if m.running else None
     read_ahead = desired['read_ahead_kb'] if desired['guest_mount'] else 0
     if here is not None and live_dev is not None and not broken:
-        now = state.data_path(tag, m.point, here['id'])
+        now = state.data_path(tag, ctx.host, m.point, here['id'])
         if now is not None and (m.current or {}).get('verified') == now:
             # Proven readable before, and neither its virtiofsd, nor the host volume's mount, nor the guest
             # mount has changed since: not probed again (no guest process on a no-op).
@@ -317,7 +317,8 @@ def _guest_mount(m):
                 ctx.guest_umount(path, True)
                 raise
             made.update(found)
-            m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), tag, m.point, found['id'])
+            m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), tag, ctx.host, m.point,
+                                          found['id'])
         add('mount %s at %s in the guest (%s)' % (tag, path, ro_opt), guest_mount,
             lambda: agent.umount(path), 'unmounted %s from %s in the guest' % (tag, path))
         if read_ahead:

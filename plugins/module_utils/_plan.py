@@ -17,6 +17,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import contextlib
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
@@ -91,7 +92,7 @@ def _rollback(done):
 
 class Context:
     """What a plan works with: the module's parameters, the desired record, the volume's connection settings,
-    the domain, its guest agent, the read model of the VM, and the plan being built."""
+    the domain, its guest agent, the host's volume side, the read model of the VM, and the plan being built."""
 
     def __init__(self, params, desired, volume, domain):
         self.params = params
@@ -99,6 +100,7 @@ class Context:
         self.volume = volume
         self.domain = domain
         self.agent = _guest.Agent(domain, params['agent_timeout'])
+        self.host = _juicefs.Host()
         self.state = VmState(domain, self.agent)
         self.plan = Plan(params['vm'])
         self.where = self.plan.where()

@@ -17,7 +17,7 @@ import re
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 TAG_PREFIX = 'aim-'
-# QEMU refuses a virtiofs tag longer than 36 bytes (see lab notes).
+# QEMU refuses a virtiofs tag longer than 36 bytes.
 TAG_MAX_BYTES = 36
 _TAG_HASH_LEN = 8
 

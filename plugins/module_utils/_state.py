@@ -84,29 +84,30 @@ class VmState:
         """The last mount at this guest path (the visible one, of any file system), or None."""
         return visible_at(self.guest_mounts or [], path)
 
-    def data_path(self, tag, point, guest_mount_id):
+    def data_path(self, tag, host, point, guest_mount_id):
         """What the guest mount of this tag reads through now (see ``data_path``), from the live XML as read."""
-        return data_path(self.domain, self.live_devices, tag, point, guest_mount_id)
+        return data_path(self.domain, self.live_devices, tag, host, point, guest_mount_id)
 
 
-def data_path(domain, live_devices, tag, point, guest_mount_id):
+def data_path(domain, live_devices, tag, host, point, guest_mount_id):
     """What the guest mount of this tag reads through, as one string: the virtiofsd process of its live device
     (PID and start time), the kernel's ID of the host volume's mount and the guest's ID of the mount itself;
     None when any is unknown. A device attached again gets a new virtiofsd, a host volume mounted again a new
-    ID, a guest mount made again (after a guest reboot) a new guest ID."""
+    ID, a guest mount made again (after a guest reboot) a new guest ID. ``host``: the ``_juicefs.Host``."""
     if guest_mount_id is None:
         return None
     dev = [d for d in live_devices if d['tag'] == tag]
     backend = domain.backend_identity(dev[0]['alias']) if len(dev) == 1 else None
-    host = _juicefs.mount_id(point) if backend else None
-    return '%s@%s#%s' % (backend, host, guest_mount_id) if host else None
+    host_id = host.mount_id(point) if backend else None
+    return '%s@%s#%s' % (backend, host_id, guest_mount_id) if host_id else None
 
 
 class HostVolumes:
     """The host's volume mounts under one mount root, each looked at once: ``mounted``, ``absent``, ``dead``
-    or ``foreign`` (see ``_juicefs.status``)."""
+    or ``foreign`` (see ``_juicefs.Host.status``)."""
 
-    def __init__(self, mount_root):
+    def __init__(self, host, mount_root):
+        self.host = host
         self.mount_root = mount_root
         self._status = {}
 
@@ -116,5 +117,5 @@ class HostVolumes:
     def status(self, volume, read_only):
         point = self.point(volume, read_only)
         if point not in self._status:
-            self._status[point] = _juicefs.status(point, volume)
+            self._status[point] = self.host.status(point, volume)
         return self._status[point]

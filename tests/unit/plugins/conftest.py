@@ -32,13 +32,29 @@ class FailJson(Exception):
 
 
 class FakeHost:
-    """The host volume side: which mount points are up and which model directories exist."""
+    """The host volume side (``_juicefs.Host``): which mount points are up and which model directories exist."""
 
     def __init__(self):
         self.state = {}
         self.dirs = set()
         self.mount_calls = []
         self.mount_ids = {}
+        self.unmounted = []
+
+    @staticmethod
+    def find_client(explicit=None):
+        return explicit or '/usr/local/bin/juicefs'
+
+    def describe(self, point):
+        return 'fuse.other %s' % point if self.state.get(point) == 'foreign' else 'nothing'
+
+    def lazy_unmount(self, point):
+        self.unmounted.append(point)
+        self.state.pop(point, None)
+
+    @staticmethod
+    def warmup(client, path):
+        return None
 
     def status(self, point, volume_name=None, timeout=5.0):
         return self.state.get(point, 'absent')
@@ -61,11 +77,7 @@ class FakeHost:
 @pytest.fixture
 def host(monkeypatch):
     fake = FakeHost()
-    monkeypatch.setattr(_juicefs, 'status', fake.status)
-    monkeypatch.setattr(_juicefs, 'mount', fake.mount)
-    monkeypatch.setattr(_juicefs, 'resolve_source', fake.resolve_source)
-    monkeypatch.setattr(_juicefs, 'mount_id', fake.mount_id)
-    monkeypatch.setattr(_juicefs, 'find_client', lambda explicit=None: '/usr/local/bin/juicefs')
+    monkeypatch.setattr(_juicefs, 'Host', lambda: fake)
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/ro/models/m1')
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/ro/models/m2')
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/rw/models/m1')

@@ -5,7 +5,7 @@
 
 """A fake libvirt domain and guest, at the one boundary the collection has (``_libvirt.Domain``).
 
-It behaves like the real thing where the lab notes say so: libvirt does not refuse a duplicate tag
+It behaves like the real thing where the lab showed it: libvirt does not refuse a duplicate tag
 on a live attach, refuses it on a config attach, and a guest mounts a tag only once the device is
 attached.
 """

@@ -55,5 +55,5 @@ def test_mount_id_of_the_visible_mount(tmp_path):
     info.write_text('21 1 0:20 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
                     '30 21 0:40 / /var/lib/aimodel/volumes/v\\040x/ro rw - fuse.juicefs JuiceFS:v rw\n'
                     '31 1 0:41 / /other rw - tmpfs tmpfs rw\n')
-    assert _juicefs.mount_id('/var/lib/aimodel/volumes/v x/ro', str(info)) == '30'
-    assert _juicefs.mount_id('/nowhere', str(info)) is None
+    assert _juicefs.Host().mount_id('/var/lib/aimodel/volumes/v x/ro', str(info)) == '30'
+    assert _juicefs.Host().mount_id('/nowhere', str(info)) is None

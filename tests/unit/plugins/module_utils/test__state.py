@@ -43,28 +43,31 @@ def test_stopped_vm_reads_no_guest_and_persistent_records():
     assert dom.guest.argvs == []
 
 
-def test_host_volumes_look_at_each_mount_point_once(monkeypatch):
+def test_host_volumes_look_at_each_mount_point_once():
     calls = []
 
-    def status(point, volume):
-        calls.append((point, volume))
-        return 'mounted'
-    monkeypatch.setattr(_state._juicefs, 'status', status)  # pylint: disable=protected-access
-    volumes = _state.HostVolumes('/srv/vols')
+    class Host:
+        @staticmethod
+        def status(point, volume):
+            calls.append((point, volume))
+            return 'mounted'
+    volumes = _state.HostVolumes(Host(), '/srv/vols')
     assert volumes.status('v', True) == volumes.status('v', True) == 'mounted'
     volumes.status('v', False)
     assert calls == [('/srv/vols/v/ro', 'v'), ('/srv/vols/v/rw', 'v')]
 
 
-def test_data_path_needs_every_part(monkeypatch):
+def test_data_path_needs_every_part():
     class Dom:
         @staticmethod
         def backend_identity(alias):
             return {'fs0': '123.456'}.get(alias)
+
+    class Host:
+        mount_id = staticmethod({'/p': '77'}.get)
     devices = [{'tag': 'aim-m-1', 'alias': 'fs0'}]
-    monkeypatch.setattr(_state._juicefs, 'mount_id', {'/p': '77'}.get)  # pylint: disable=protected-access
-    assert _state.data_path(Dom(), devices, 'aim-m-1', '/p', '31') == '123.456@77#31'
-    assert _state.data_path(Dom(), devices, 'aim-m-1', '/p', None) is None
-    assert _state.data_path(Dom(), devices, 'aim-m-1', '/other', '31') is None
-    assert _state.data_path(Dom(), devices + devices, 'aim-m-1', '/p', '31') is None
-    assert _state.data_path(Dom(), [{'tag': 'aim-m-1', 'alias': 'fs9'}], 'aim-m-1', '/p', '31') is None
+    assert _state.data_path(Dom(), devices, 'aim-m-1', Host(), '/p', '31') == '123.456@77#31'
+    assert _state.data_path(Dom(), devices, 'aim-m-1', Host(), '/p', None) is None
+    assert _state.data_path(Dom(), devices, 'aim-m-1', Host(), '/other', '31') is None
+    assert _state.data_path(Dom(), devices + devices, 'aim-m-1', Host(), '/p', '31') is None
+    assert _state.data_path(Dom(), [{'tag': 'aim-m-1', 'alias': 'fs9'}], 'aim-m-1', Host(), '/p', '31') is None

@@ -435,16 +435,15 @@ def test_device_detached_by_hand_leaves_dead_guest_mount(domain, host, run_modul
     assert guest_targets(domain) == ['/mnt/models/m1'] and len(domain.live) == 1
 
 
-def test_dead_host_volume_is_remounted_and_device_replaced(domain, host, run_module, monkeypatch):
-    from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+def test_dead_host_volume_is_remounted_and_device_replaced(domain, host, run_module):
     run_module(vm_model_mount, ARGS)
     host.state['/var/lib/aimodel/volumes/labvol/ro'] = 'dead'
-    monkeypatch.setattr(_juicefs, 'lazy_unmount', host.state.pop)
     result = run_module(vm_model_mount, ARGS)
     assert result['changed'] is True
     assert any('remount the dead host volume' in a for a in result['actions'])
     assert any('detach the outdated device' in a for a in result['actions'])
     assert host.state['/var/lib/aimodel/volumes/labvol/ro'] == 'mounted'
+    assert host.unmounted == ['/var/lib/aimodel/volumes/labvol/ro']
 
 
 @pytest.mark.parametrize('prepare', ['running', 'stopped'])
