@@ -6,8 +6,9 @@
 
 Usage: modrun.py MODULE_FILE ARGS_JSON OUT_JSON   (BENCH_NOPROFILE=1: no profiler, times only)
 ARGS_JSON holds {"ANSIBLE_MODULE_ARGS": {...}}. OUT_JSON gets: the module's result, its wall time inside
-this process (its imports included), the time of its main() alone, and the time per layer, counted on the calls the module's orchestration (the module file
-and _state.py) makes into each layer (so nothing is counted twice): libvirt (_libvirt, _record),
+this process (its imports included), the time of its main() alone, and the time per layer, counted on the calls
+the module's orchestration (the module files, _plan.py, _mounted.py, _absent.py, _info.py and _state.py) makes into
+each layer (so nothing is counted twice): libvirt (_libvirt, _record),
 guest (_guest: agent round trips), juicefs (_juicefs), lock (_lock), plus the number of guest agent
 round trips and of libvirt C calls.
 """
@@ -22,6 +23,9 @@ import sys
 import time
 
 T0 = time.monotonic()
+# The files that sequence the work: what they call in a layer is that layer's time.
+ORCHESTRATION = ('vm_model_mount.py', 'vm_model_mount_info.py', '_plan.py', '_mounted.py', '_absent.py', '_info.py',
+                 '_state.py')
 
 
 def layer(filename):
@@ -83,7 +87,7 @@ def main():
             continue
         for caller, edge in callers.items():
             cfile = os.path.basename(caller[0])
-            if cfile in ('vm_model_mount.py', 'vm_model_mount_info.py', '_state.py'):
+            if cfile in ORCHESTRATION:
                 layers[which] += edge[3]
     text = stdout.getvalue()
     try:
