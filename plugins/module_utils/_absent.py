@@ -13,7 +13,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD
-from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, where
+from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 
 def plan(ctx):
@@ -35,7 +35,7 @@ def plan(ctx):
     if in_live or in_cfg:
         live_records.pop(model, None)
         config_records.pop(model, None)
-        add('remove the record of %s (%s)' % (model, where(in_live, in_cfg)),
+        add('remove the record of %s (%s)' % (model, scope(in_live, in_cfg)),
             lambda: ctx.write_records(live_records if in_live else None, config_records if in_cfg else None))
     return current, None
 
@@ -70,7 +70,7 @@ def _device(ctx, tag):
         xml = _libvirt.filesystem_xml(live_devs[0]['source'], tag)
         for index in range(len(live_devs)):
             both = index == 0 and cfg_dev is not None
-            ctx.plan.add('detach device %s (%s) and wait until the guest released it' % (tag, where(True, both)),
+            ctx.plan.add('detach device %s (%s) and wait until the guest released it' % (tag, scope(True, both)),
                          lambda both=both: ctx.detach(xml, tag, True, both))
     elif cfg_dev is not None:
         xml = _libvirt.filesystem_xml(cfg_dev['source'], tag)

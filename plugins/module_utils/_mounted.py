@@ -23,7 +23,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _state
 from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import visible_at
-from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, where
+from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 SHARED_MEMORY_HINT = (
     "add <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking> to the domain XML "
@@ -242,17 +242,17 @@ def _device(m):
         m.all_unmounted = True
     if detach_live or detach_cfg:
         old_xml = _libvirt.filesystem_xml((live_dev or cfg_dev)['source'] if detach_live else cfg_dev['source'], tag)
-        add('detach the outdated device %s (%s)' % (tag, where(detach_live, detach_cfg)),
+        add('detach the outdated device %s (%s)' % (tag, scope(detach_live, detach_cfg)),
             lambda: ctx.detach(old_xml, tag, detach_live, detach_cfg),
             lambda: ctx.domain.attach(old_xml, detach_live, detach_cfg),
             'attached the previous device %s again' % tag)
     attach_live = m.running and (live_dev is None or detach_live)
     attach_cfg = m.want_config and (cfg_dev is None or detach_cfg)
     if attach_live or attach_cfg:
-        add('attach virtiofs device %s for %s (%s)' % (tag, desired['source_path'], where(attach_live, attach_cfg)),
+        add('attach virtiofs device %s for %s (%s)' % (tag, desired['source_path'], scope(attach_live, attach_cfg)),
             lambda: attach(ctx, _libvirt.filesystem_xml(m.source_dir, tag, desired['cache']), tag, attach_live, attach_cfg),
             lambda: ctx.detach(_libvirt.filesystem_xml(m.source_dir, tag, desired['cache']), tag, attach_live, attach_cfg),
-            'detached device %s (%s)' % (tag, where(attach_live, attach_cfg)))
+            'detached device %s (%s)' % (tag, scope(attach_live, attach_cfg)))
 
 
 def attach(ctx, device_xml, tag, live, config):
@@ -367,7 +367,7 @@ def _record_layer(m):
         if write_live and m.verified and desired['guest_mount']:
             live_records[model]['verified'] = m.verified
         ctx.write_records(live_records if write_live else None, config_records if write_cfg else None)
-    ctx.plan.add('write the record of %s (%s)' % (model, where(write_live, write_cfg)), write,
+    ctx.plan.add('write the record of %s (%s)' % (model, scope(write_live, write_cfg)), write,
                  lambda: ctx.write_records(state.live_records if write_live else None,
                                            state.config_records if write_cfg else None),
                  'restored the previous record')

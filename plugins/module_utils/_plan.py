@@ -41,12 +41,9 @@ class Plan:
     """The ordered steps of one run, each with its undo; ``pending`` when the guest part waits for the VM."""
 
     def __init__(self, vm_name):
-        self.vm_name = vm_name
+        self.where = 'VM %s' % vm_name
         self.steps = []
         self.pending = False
-
-    def where(self):
-        return 'VM %s' % self.vm_name
 
     def add(self, text, do, undo=None, undo_text=None):
         """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure."""
@@ -63,7 +60,7 @@ class Plan:
 
     def _failure(self, step, done, exc):
         rolled, kept, left = _rollback(done)
-        msg = '%s: %s failed: %s.' % (self.where(), step.text, exc)
+        msg = '%s: %s failed: %s.' % (self.where, step.text, exc)
         if done:
             msg += ' Done before the failure: %s.' % '; '.join(s.text for s in done)
         msg += ' Rolled back: %s.' % ('; '.join(rolled) if rolled else 'nothing was left to roll back')
@@ -103,7 +100,7 @@ class Context:
         self.host = _juicefs.Host()
         self.state = VmState(domain, self.agent)
         self.plan = Plan(params['vm'])
-        self.where = self.plan.where()
+        self.where = self.plan.where
 
     def guest_umount(self, target, force):
         """Unmount in the guest; with ``force`` a busy mount is unmounted lazily."""
@@ -171,7 +168,8 @@ def result(ctx, before, after, diff):
     return out
 
 
-def where(live, config):
+def scope(live, config):
+    """Which of the domain's two configurations a change touches, in words."""
     if live and config:
         return 'live and persistent'
     return 'live' if live else 'persistent'

@@ -58,7 +58,7 @@ def test_failure_of_the_first_step_has_nothing_to_roll_back():
     assert 'Done before' not in str(info.value)
 
 
-def test_where():
-    assert _plan.where(True, True) == 'live and persistent'
-    assert _plan.where(True, False) == 'live'
-    assert _plan.where(False, True) == 'persistent'
+def test_scope():
+    assert _plan.scope(True, True) == 'live and persistent'
+    assert _plan.scope(True, False) == 'live'
+    assert _plan.scope(False, True) == 'persistent'
