@@ -3,16 +3,18 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The plan of ``state: absent``: guest umount first, then the device (waiting until the guest released it),
-the fstab line and the record. Everything but the model's name comes from the record."""
+"""The plan of ``state: absent``: the model's guest mounts first, then its fstab lines, its bind in the VM's
+export tree, the shared device when it was the last model on it (or the model's own device, from the earlier
+layout), and the record. Everything but the model's name comes from the record."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
-from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD
+from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD, drop_shared, fstab_key, without_unused_base
 from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 
@@ -22,12 +24,21 @@ def plan(ctx):
     running = state.active
     current = state.live_records.get(model) if running else None
     current = current or state.config_records.get(model)
-    tag = (current or {}).get('tag') or _spec.derive_tag(model)
-    _guest_side(ctx, current, tag)
-    _device(ctx, tag)
-    if running and state.fstab is not None and _guest.fstab_find(state.fstab, tag):
-        new_fstab = _guest.fstab_without(state.fstab, tag)
-        add('remove the fstab line of %s in the guest' % tag, lambda: ctx.agent.write_file(_guest.FSTAB, new_fstab))
+    record = current or {'model': model, 'tag': _spec.derive_tag(model)}
+    _guest_side(ctx, current, record)
+    if running and state.fstab is not None:
+        new_fstab = _guest.fstab_without(state.fstab, fstab_key(record))
+        if record.get('device'):
+            new_fstab = without_unused_base(new_fstab, state, record['device'], model)
+        if new_fstab != state.fstab:
+            add('remove the fstab lines of %s in the guest' % model, lambda: ctx.agent.write_file(_guest.FSTAB, new_fstab))
+    if record.get('device'):
+        key, uuid = _export.key_of_tag(record['device']), ctx.domain.uuid
+        add('take %s out of the export tree %s' % (record['tag'], _export.view_dir(uuid, key)),
+            lambda: ctx.host.unpin(uuid, key, record['tag']))
+        drop_shared(ctx, record['device'], model)
+    else:
+        _own_device(ctx, record['tag'])
     live_records = dict(state.live_records)
     config_records = dict(state.config_records)
     in_live = running and model in live_records
@@ -40,29 +51,30 @@ def plan(ctx):
     return current, None
 
 
-def _guest_side(ctx, current, tag):
-    """The guest mounts of the tag, newest first; refused when the guest cannot be asked or would hang."""
+def _guest_side(ctx, current, record):
+    """The model's guest mounts, newest first; refused when the guest cannot be asked or would hang."""
     state, force = ctx.state, ctx.params['force']
     if not state.active:
         return
-    live_devs = state.devices_with_tag(tag)
-    if state.guest_error is not None and (live_devs or current) and not force:
+    device = record.get('device') or record['tag']
+    if state.guest_error is not None and (state.devices_with_tag(device) or current) and not force:
         raise OperationFailed('%s: the guest agent does not answer, so it cannot be checked that the guest no longer '
                               'uses %s; nothing was changed (start qemu-guest-agent, or use force: true to detach '
                               'anyway): %s' % (ctx.where, ctx.desired['model'], state.guest_error))
     if state.guest_mounts is None:
         return
-    mounts = state.guest_mounts_of(tag)
-    if state.backend_alive(tag) is False and mounts:
-        raise OperationFailed(BACKEND_DEAD % (ctx.where, tag, ', '.join(m['target'] for m in mounts)))
+    mounts = state.model_mounts(record)
+    if state.backend_alive(device) is False and mounts:
+        raise OperationFailed(BACKEND_DEAD % (ctx.where, device, ', '.join(m['target'] for m in mounts)))
     for entry in reversed(mounts):
         target = entry['target']
-        ctx.plan.add('unmount %s from %s in the guest%s' % (tag, target, ' (lazily if busy)' if force else ''),
+        ctx.plan.add('unmount %s from %s in the guest%s' % (record['model'], target, ' (lazily if busy)' if force else ''),
                      lambda target=target: ctx.guest_umount(target, force))
 
 
-def _device(ctx, tag):
-    """Every live device with the tag (the first one also from the persistent config), or the persistent one."""
+def _own_device(ctx, tag):
+    """A model mounted as a device of its own (the earlier layout): every live device with its tag (the first
+    one also from the persistent config), or the persistent one."""
     state = ctx.state
     live_devs = state.devices_with_tag(tag) if state.active else []
     cfg_dev = state.device(tag, config=True) if state.persistent else None

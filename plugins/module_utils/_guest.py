@@ -22,6 +22,8 @@ from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import pars
 
 FSTAB = '/etc/fstab'
 FSTYPE = 'virtiofs'
+# Options of every mount the collection makes in a guest: a model is data, never programs with privileges.
+MODEL_OPTIONS = ('nosuid', 'nodev')
 # The mount table with each mount's ID (a new one for every mount, so a remount after a guest reboot is told
 # apart) and device number (which names its readahead setting in sysfs).
 MOUNTINFO = '/proc/self/mountinfo'
@@ -231,9 +233,9 @@ class Agent:
         if created:
             self.check(['rmdir'] + [d.rstrip('/') or '/' for d in reversed(created)], 'removing %s' % created[0])
 
-    def mount_virtiofs(self, tag, path, read_only, wait=30.0):
+    def mount_virtiofs(self, tag, path, read_only, wait=30.0, options=()):
         """Mount (the mount point exists), retrying while the guest discovers a freshly hot-plugged device."""
-        argv = ['mount', '-t', FSTYPE, '-o', 'ro' if read_only else 'rw', tag, path]
+        argv = ['mount', '-t', FSTYPE, '-o', ','.join(('ro' if read_only else 'rw',) + tuple(options)), tag, path]
         start = time.monotonic()
         deadline = start + wait
         delay = MOUNT_RETRY
@@ -249,6 +251,11 @@ class Agent:
             time.sleep(delay)
             if now - start >= MOUNT_RETRY_FAST_FOR:
                 delay = min(delay * 2, 1.0)
+
+    def bind_mount(self, source, path, read_only):
+        """Bind a directory of a device's base mount onto a mount point (read-only where asked; nosuid, nodev)."""
+        self.check(['mount', '-o', 'bind,%s,%s' % ('ro' if read_only else 'rw', ','.join(MODEL_OPTIONS)), source, path],
+                   'binding %s onto %s' % (source, path))
 
     def umount(self, path, lazy=False):
         argv = ['umount', '-l', path] if lazy else ['umount', path]
@@ -274,9 +281,24 @@ class Agent:
 
 
 # --- fstab (pure) ---------------------------------------------------------------------------------
+# A line is found by its first field: the device tag for a device's base mount, the directory below the
+# base for a model's bind (and a model's own tag for a model mounted as a device of its own).
+
+def fstab_base_line(device, base, read_only):
+    """The base mount of a shared device: nofail, so a guest boots even when the device is gone."""
+    return '%s %s %s %s,%s,nofail 0 0' % (device, escape(base), FSTYPE, 'ro' if read_only else 'rw',
+                                         ','.join(MODEL_OPTIONS))
+
+
+def fstab_bind_line(source, mount_path, base, read_only):
+    """A model's bind from its device's base mount; systemd orders it after the base mount, busybox by the
+    order of the lines (the base line comes first)."""
+    return '%s %s none bind,%s,%s,nofail,x-systemd.requires-mounts-for=%s 0 0' % (
+        escape(source), escape(mount_path), 'ro' if read_only else 'rw', ','.join(MODEL_OPTIONS), escape(base))
+
 
 def fstab_line(tag, mount_path, read_only):
-    """Our fstab line: nofail, so a guest boots even when the device is gone."""
+    """The line of a model mounted as a virtiofs device of its own."""
     return '%s %s %s %s,nofail 0 0' % (tag, escape(mount_path), FSTYPE, 'ro' if read_only else 'rw')
 
 
@@ -287,19 +309,25 @@ def _first_field(line):
     return stripped.split()[0]
 
 
-def fstab_find(text, tag):
+def fstab_find(text, first):
     for line in (text or '').splitlines():
-        if _first_field(line) == tag:
+        if _first_field(line) == escape(first):
             return line.strip()
     return None
 
 
-def fstab_without(text, tag):
-    lines = [line for line in (text or '').splitlines() if _first_field(line) != tag]
+def fstab_without(text, first):
+    lines = [line for line in (text or '').splitlines() if _first_field(line) != escape(first)]
     return '\n'.join(lines) + ('\n' if lines else '')
 
 
-def fstab_with(text, tag, line):
-    """The fstab with exactly one line for this tag, at the end."""
-    base = fstab_without(text, tag)
-    return base + line + '\n'
+def fstab_with(text, first, line):
+    """The fstab with exactly one line for this first field: replaced where it is, else added at the end."""
+    lines = (text or '').splitlines()
+    found = [i for i, existing in enumerate(lines) if _first_field(existing) == escape(first)]
+    if found:
+        lines[found[0]] = line
+        lines = [existing for i, existing in enumerate(lines) if i not in found[1:]]
+    else:
+        lines.append(line)
+    return '\n'.join(lines) + '\n'

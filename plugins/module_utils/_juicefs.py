@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import parse_mountinfo, visible_at
 
@@ -190,14 +191,51 @@ class Host:
         if rc != 0:
             raise VolumeError('warming up %s failed (exit %s): %s' % (path, rc, output.strip()[-2000:]))
 
-    def resolve_source(self, point, source_path):
-        """The host directory of a model; it must exist and stay inside the volume (no symlink escape)."""
-        base = os.path.realpath(point)
-        candidate = os.path.realpath(os.path.join(point, source_path))
-        if candidate != base and not candidate.startswith(base + os.sep):
-            raise VolumeError('source_path %s leaves the volume (it resolves to %s)' % (source_path, candidate))
-        if candidate == base:
-            raise VolumeError('source_path %s is the volume root' % source_path)
-        if not os.path.isdir(candidate):
+    def check_source(self, point, source_path):
+        """Whether the model's directory can be pinned now: True, None when it does not exist; raises
+        VolumeError when it is refused (a symlink, not a directory, another mount on the way)."""
+        try:
+            fd = _export.open_beneath(point, source_path)
+        except _export.PinError as exc:
+            raise VolumeError(str(exc))
+        if fd is None:
             return None
-        return candidate
+        os.close(fd)
+        return True
+
+    # --- the VM's export tree (see _export) ---------------------------------------------------------
+    def pin(self, uuid, key, entry, point, source_path, read_only):
+        try:
+            _export.pin(uuid, key, entry, point, source_path, read_only)
+        except _export.PinError as exc:
+            raise VolumeError(str(exc))
+        except OSError as exc:
+            raise VolumeError('binding %s into the export tree of the VM failed: %s' % (source_path, exc))
+
+    def unpin(self, uuid, key, entry):
+        try:
+            _export.unpin(uuid, key, entry)
+        except OSError as exc:
+            raise VolumeError('taking %s out of the export tree of the VM failed: %s' % (entry, exc))
+
+    def remove_view(self, uuid, key):
+        try:
+            _export.remove_view(uuid, key)
+        except OSError as exc:
+            raise VolumeError('removing the export directory %s of the VM failed: %s'
+                              % (_export.view_dir(uuid, key), exc))
+
+    @staticmethod
+    def entry_state(uuid, key, entry, point, source_path):
+        return _export.entry_state(_export.host_mounts(), uuid, key, entry, point, source_path)
+
+    @staticmethod
+    def entry_id(uuid, key, entry):
+        """``ID:DEV`` of the bind of this model in the export tree (a new bind, or one of a volume mounted
+        again, gets another), or None."""
+        found = visible_at(_export.host_mounts(), _export.entry_path(uuid, key, entry))
+        return '%s:%s' % (found['id'], found['dev']) if found else None
+
+    @staticmethod
+    def bound_entries(uuid):
+        return sorted(_export.bound_entries(_export.host_mounts(), uuid))

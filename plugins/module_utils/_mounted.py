@@ -5,24 +5,29 @@
 
 """The plan of ``state: mounted``: one layer per function, in the order the steps run.
 
-checks -> guest mount point -> host volume and the model's directory -> converging an earlier mount of the model
--> the device (live and persistent) -> the guest fstab -> the guest mount and its readahead -> the record.
-Each layer reads the VM's read model and the facts earlier layers found (``Mount``) and adds steps.
+checks -> guest mount point -> host volume and the model's directory -> the model pinned into the VM's export
+tree -> the VM's shared device (live and persistent) -> its base mount in the guest -> the guest fstab -> the
+model's bind in the guest (earlier mounts of the model taken away right before) -> a device of the model's
+own from an earlier layout retired -> the record. Each layer reads the VM's read model and the facts earlier
+layers found (``Mount``) and adds steps.
+
+One virtiofs device per VM and access mode (``_export``) serves every model: a model is a bind mount on the
+host (its directory, pinned) and a bind mount in the guest (from the device's base mount), so a mount after
+the first needs no new device, no PCI slot and no new virtiofsd.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import datetime
-import os
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _state
-from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import visible_at
 from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 SHARED_MEMORY_HINT = (
@@ -41,43 +46,49 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def fstab_key(record):
+    """The first field of a model's guest fstab line."""
+    if record.get('device'):
+        return '%s/%s' % (_export.guest_base(_export.key_of_tag(record['device'])), record['tag'])
+    return record['tag']
+
+
 class Mount:
     """The facts the layers of one plan share. Built from the context; each layer fills in what it found, in
-    order; the steps' closures read (and the guest mount step updates) them when they run."""
+    order; the steps' closures read (and the guest steps update) them when they run."""
 
     def __init__(self, ctx):
         desired = ctx.desired
         self.ctx = ctx
         self.desired = desired
-        self.model, self.tag, self.path = desired['model'], desired['tag'], desired['mount_path']
+        self.model, self.entry, self.path = desired['model'], desired['tag'], desired['mount_path']
+        self.device = desired['device']
+        self.key = _export.key_of_tag(self.device)
+        self.base = _export.guest_base(self.key)
+        self.uuid = ctx.domain.uuid
         self.running = ctx.state.active
         self.current = ctx.state.records.get(self.model)
         self.host = _state.HostVolumes(ctx.host, ctx.volume['mount_root'])
         self.point = self.host.point(desired['volume'], desired['read_only'])
-        # The model's real directory on the host: resolved at planning when the volume is up, else by a step.
-        self.source_dir = os.path.join(self.point, desired['source_path'])
         self.host_state = None
         self.client = None
-        # Guest mounts of the tag that steps of this plan take away before the device changes.
-        self.unmounted = []
-        self.all_unmounted = False
+        self.pin_state = None
+        self.repinned = False
         # The data path under which the guest mount at path is known to be readable in this run (or None).
         self.verified = None
-        self.broken = False
-        self.check_read_ahead = False
         self.live_dev = None
-        self.cfg_dev = None
         self.want_config = False
         self.guest_touched = False
+        self.base_dev = None
 
-    def guest_mounts(self):
-        """The guest mounts of the tag that are still there once the steps planned so far have run."""
-        if self.all_unmounted:
-            return []
-        return [m for m in self.ctx.state.guest_mounts_of(self.tag) if m not in self.unmounted]
-
-    def guest_mount(self, path):
-        return visible_at(self.guest_mounts(), path)
+    def model_mounts(self):
+        """Every guest mount of this model: its binds from the shared device, and those of an earlier record
+        (another device, or a device of its own)."""
+        state = self.ctx.state
+        found = state.model_mounts(self.desired)
+        if self.current is not None and (self.current.get('device'), self.current.get('tag')) != (self.device, self.entry):
+            found = found + [e for e in state.model_mounts(self.current) if e not in found]
+        return sorted(found, key=lambda e: int(e['id']) if str(e['id']).isdigit() else 0)
 
 
 def plan(ctx):
@@ -86,10 +97,12 @@ def plan(ctx):
     _check(mount)
     _mount_point(mount)
     _host_volume(mount)
-    _converge(mount)
+    _pin(mount)
     _device(mount)
+    _guest_base(mount)
     _fstab(mount)
     _guest_mount(mount)
+    _retire(mount)
     return mount.current, _record_layer(mount)
 
 
@@ -99,8 +112,8 @@ def _check(m):
         if other != m.model and rec.get('mount_path') == m.path:
             raise OperationFailed('%s: mount_path %s already holds model %s; model %s cannot be mounted there '
                                   '(unmount %s first or choose another mount_path)' % (ctx.where, m.path, other, m.model, other))
-        if other != m.model and rec.get('tag') == m.tag:
-            raise OperationFailed('%s: models %s and %s derive the same virtiofs tag %s' % (ctx.where, m.model, other, m.tag))
+        if other != m.model and rec.get('tag') == m.entry:
+            raise OperationFailed('%s: models %s and %s derive the same virtiofs tag %s' % (ctx.where, m.model, other, m.entry))
     if not state.shared_memory:
         raise OperationFailed('%s has no shared memory backing, which virtiofs needs: %s' % (ctx.where, SHARED_MEMORY_HINT))
     if m.running and state.guest_error is not None:
@@ -108,15 +121,18 @@ def _check(m):
                               '(is qemu-guest-agent running in the guest?): %s' % (ctx.where, state.guest_error))
     if m.running and m.desired['guest_mount']:
         at = state.guest_mount_at(m.path)
-        if at is not None and not (at['source'] == m.tag and at['fstype'] == _guest.FSTYPE):
+        if at is not None and at not in m.model_mounts():
             raise OperationFailed('%s: %s is already a mount point in the guest (%s, %s), not of model %s; '
                                   'nothing was changed' % (ctx.where, m.path, at['source'], at['fstype'], m.model))
+    if m.running and len(state.devices_with_tag(m.device)) > 1:
+        raise OperationFailed('%s has %d live devices with tag %s; restart the VM (shutdown and start) to get one'
+                              % (ctx.where, len(state.devices_with_tag(m.device)), m.device))
 
 
 def _mount_point(m):
     """The mount point first: a path the guest cannot use (a file, a read-only place) fails before anything
     changes, on the host (its volume mount) or in the VM (a device)."""
-    if m.running and m.desired['guest_mount'] and m.guest_mount(m.path) is None:
+    if m.running and m.desired['guest_mount'] and not any(e['target'] == m.path for e in m.model_mounts()):
         agent, path, created = m.ctx.agent, m.path, []
         m.ctx.plan.add('create the mount point %s in the guest' % path,
                        lambda: created.extend(agent.make_dirs(path)),
@@ -140,14 +156,10 @@ def _host_volume(m):
             lambda: mount_volume(m.ctx, m.client),
             undo_text='host volume %s stays mounted at %s (shared by all VMs of this host)' % (desired['volume'], m.point))
     if m.host_state == 'mounted':
-        m.source_dir = resolve_source(m.ctx.host, m.point, desired)
-    else:
-        def resolve():
-            m.source_dir = resolve_source(m.ctx.host, m.point, desired)
-        add('check that model %s exists at %s in volume %s' % (m.model, desired['source_path'], desired['volume']), resolve)
+        check_source(m.ctx.host, m.point, desired)
     if m.ctx.params['warmup']:
         add('warm up %s in the host cache' % desired['source_path'],
-            lambda: m.ctx.host.warmup(m.client, os.path.join(m.point, desired['source_path'])))
+            lambda: m.ctx.host.warmup(m.client, '%s/%s' % (m.point, desired['source_path'])))
 
 
 def mount_volume(ctx, client, clear_dead=False):
@@ -165,94 +177,69 @@ def mount_volume(ctx, client, clear_dead=False):
                    root=volume['mount_root'], cache_dir=volume['cache_dir'], cache_size=volume['cache_size'])
 
 
-def resolve_source(host, point, desired):
+def check_source(host, point, desired):
+    """The model's directory must exist and be reachable without a symlink (see ``_export.open_beneath``)."""
     try:
-        found = host.resolve_source(point, desired['source_path'])
+        found = host.check_source(point, desired['source_path'])
     except _juicefs.VolumeError as exc:
         raise OperationFailed('source_path: %s' % exc, field='source_path')
     if found is None:
         raise OperationFailed('source_path: model %s not found at %s in volume %s'
                               % (desired['model'], desired['source_path'], desired['volume']), field='source_path')
-    return found
 
 
-def _converge(m):
-    """An earlier mount of this model at another path, or with another device, is unmounted first."""
-    current, desired, agent = m.current, m.desired, m.ctx.agent
-    if current is None or not m.running or not current.get('guest_mount'):
+def _pin(m):
+    """The model's directory bound into the VM's export tree, unless exactly that directory of the mounted volume
+    is bound there and answers. A new bind (the volume came back, the directory changed) makes the guest bind
+    the model again."""
+    ctx, desired, host = m.ctx, m.desired, m.ctx.host
+    m.pin_state = host.entry_state(m.uuid, m.key, m.entry, m.point, desired['source_path']) \
+        if m.host_state == 'mounted' else 'stale'
+    if m.pin_state == 'pinned':
         return
-    old_path = current['mount_path']
-    device_changes = (current.get('volume'), current.get('source_path'), current.get('read_only'),
-                      current.get('cache')) != (desired['volume'], desired['source_path'], desired['read_only'],
-                                                desired['cache'])
-    mounted_old = [e for e in m.guest_mounts() if e['target'] == old_path]
-    if mounted_old and (old_path != m.path or device_changes or not desired['guest_mount']):
-        m.ctx.plan.add('unmount %s from %s in the guest (converging to the new arguments)' % (m.tag, old_path),
-                       lambda: agent.umount(old_path),
-                       lambda: agent.mount_virtiofs(m.tag, old_path, current.get('read_only', True),
-                                                    m.ctx.params['device_timeout']),
-                       'mounted %s at %s in the guest again' % (m.tag, old_path))
-        m.unmounted.extend(mounted_old)
+    m.repinned = True
+    was = m.pin_state
+
+    def pin():
+        if m.host_state != 'mounted':
+            check_source(host, m.point, desired)
+        try:
+            host.pin(m.uuid, m.key, m.entry, m.point, desired['source_path'], desired['read_only'])
+        except _juicefs.VolumeError as exc:
+            raise OperationFailed('source_path: %s' % exc, field='source_path')
+    add_undo = (lambda: host.unpin(m.uuid, m.key, m.entry)) if was == 'missing' else None
+    ctx.plan.add('%s %s of volume %s into the export tree of the VM (%s)'
+                 % ('pin' if was == 'missing' else 'pin again (%s)' % was, desired['source_path'], desired['volume'],
+                    _export.entry_path(m.uuid, m.key, m.entry)),
+                 pin, add_undo, 'took %s out of the export tree again' % m.entry if add_undo else None)
 
 
 def _device(m):
-    """The virtiofs device, live and persistent: kept, replaced (outdated or broken) or attached."""
-    ctx, state, desired, tag = m.ctx, m.ctx.state, m.desired, m.tag
+    """The VM's shared device of this access mode, live and persistent: kept, attached, or (its virtiofsd died
+    and no guest mount uses it) replaced."""
+    ctx, state, desired, device = m.ctx, m.ctx.state, m.desired, m.device
     add = ctx.plan.add
     m.want_config = state.persistent and (desired['persist'] or not m.running)
-    cache_mode = _libvirt.CACHE_MODES.get(desired['cache'])
-    m.live_dev = live_dev = state.device(tag) if m.running else None
-    m.cfg_dev = cfg_dev = state.device(tag, config=True) if state.persistent else None
-
-    def stale(dev):
-        return dev is not None and (dev['source'] != m.source_dir or dev['cache'] != cache_mode)
-
-    if m.running and len(state.devices_with_tag(tag)) > 1:
-        raise OperationFailed('%s has %d live devices with tag %s; unmount the model (state=absent) and mount it again'
-                              % (ctx.where, len(state.devices_with_tag(tag)), tag))
-    # A device whose data path is broken (the host volume died, or the guest cannot read the mount) is
-    # replaced: remounting the host volume alone does not heal virtiofsd, a new device does.
-    broken = m.host_state == 'dead'
-    backend_dead = m.running and live_dev is not None and state.backend_alive(tag) is False
-    if backend_dead and m.guest_mounts():
-        raise OperationFailed(BACKEND_DEAD % (ctx.where, tag, ', '.join(e['target'] for e in m.guest_mounts())))
-    broken = broken or backend_dead
-    here = m.guest_mount(m.path) if m.running else None
-    read_ahead = desired['read_ahead_kb'] if desired['guest_mount'] else 0
-    if here is not None and live_dev is not None and not broken:
-        now = state.data_path(tag, ctx.host, m.point, here['id'])
-        if now is not None and (m.current or {}).get('verified') == now:
-            # Proven readable before, and neither its virtiofsd, nor the host volume's mount, nor the guest
-            # mount has changed since: not probed again (no guest process on a no-op).
-            m.verified = now
-        else:
-            broken = not ctx.agent.accessible_many([m.path]).get(m.path, False)
-            m.verified = None if broken else now
-        # The readahead is read every time (one small sysfs file): it is lost with every new guest mount
-        # and can be changed by hand, and vm_model_mount_info reports it.
-        m.check_read_ahead = bool(read_ahead) and not broken
-    m.broken = broken
-    detach_live = m.running and live_dev is not None and (stale(live_dev) or broken)
-    detach_cfg = cfg_dev is not None and (stale(cfg_dev) or not m.want_config)
-    if m.running and (detach_live or live_dev is None):
-        # Guest mounts of a device that is gone or about to go are dead: clear them first.
-        for entry in reversed(m.guest_mounts()):
-            add('unmount the %s %s from %s in the guest' % ('broken' if broken else 'stale', tag, entry['target']),
-                lambda target=entry['target']: ctx.guest_umount(target, True))
-        m.all_unmounted = True
-    if detach_live or detach_cfg:
-        old_xml = _libvirt.filesystem_xml((live_dev or cfg_dev)['source'] if detach_live else cfg_dev['source'], tag)
-        add('detach the outdated device %s (%s)' % (tag, scope(detach_live, detach_cfg)),
-            lambda: ctx.detach(old_xml, tag, detach_live, detach_cfg),
-            lambda: ctx.domain.attach(old_xml, detach_live, detach_cfg),
-            'attached the previous device %s again' % tag)
-    attach_live = m.running and (live_dev is None or detach_live)
-    attach_cfg = m.want_config and (cfg_dev is None or detach_cfg)
+    view = _export.view_dir(m.uuid, m.key)
+    m.live_dev = live_dev = state.device(device) if m.running else None
+    cfg_dev = state.device(device, config=True) if state.persistent else None
+    for dev, where in ((live_dev, 'live'), (cfg_dev, 'persistent')):
+        if dev is not None and dev['source'] != view:
+            raise OperationFailed('%s: the %s device %s serves %s, not the export tree %s; nothing was changed'
+                                  % (ctx.where, where, device, dev['source'], view))
+    backend_dead = live_dev is not None and state.backend_alive(device) is False
+    if backend_dead and state.guest_mounts_of(device):
+        raise OperationFailed(BACKEND_DEAD % (ctx.where, device, ', '.join(e['target'] for e in state.guest_mounts_of(device))))
+    device_xml = _libvirt.filesystem_xml(view, device, desired['cache'])
+    if backend_dead:
+        add('detach device %s, whose virtiofsd is gone (live)' % device, lambda: ctx.detach(device_xml, device, True, False))
+    attach_live = m.running and (live_dev is None or backend_dead)
+    attach_cfg = m.want_config and cfg_dev is None
     if attach_live or attach_cfg:
-        add('attach virtiofs device %s for %s (%s)' % (tag, desired['source_path'], scope(attach_live, attach_cfg)),
-            lambda: attach(ctx, _libvirt.filesystem_xml(m.source_dir, tag, desired['cache']), tag, attach_live, attach_cfg),
-            lambda: ctx.detach(_libvirt.filesystem_xml(m.source_dir, tag, desired['cache']), tag, attach_live, attach_cfg),
-            'detached device %s (%s)' % (tag, scope(attach_live, attach_cfg)))
+        add('attach the shared virtiofs device %s for %s (%s)' % (device, view, scope(attach_live, attach_cfg)),
+            lambda: attach(ctx, device_xml, device, attach_live, attach_cfg),
+            lambda: ctx.detach(device_xml, device, attach_live, attach_cfg),
+            'detached device %s (%s)' % (device, scope(attach_live, attach_cfg)))
 
 
 def attach(ctx, device_xml, tag, live, config):
@@ -272,67 +259,195 @@ def attach(ctx, device_xml, tag, live, config):
         raise OperationFailed('device %s is not in the persistent XML after attaching it' % tag)
 
 
+def read_ahead_of(state, device, desired):
+    """The readahead of a shared device's base mount: the largest any model on it asks for (one setting per
+    device: every bind of it reads through the same guest file system)."""
+    wanted = [desired['read_ahead_kb']] + [r.get('read_ahead_kb') or 0 for m, r in state.records.items()
+                                           if r.get('device') == device and m != desired['model']]
+    return max(wanted)
+
+
+def _guest_base(m):
+    """The shared device mounted once in the guest at its base (nosuid, nodev), and its readahead (the guest
+    kernel's default of 128 KiB reads the weights slower)."""
+    if not (m.running and m.desired['guest_mount']):
+        return
+    ctx, state, agent, device, base = m.ctx, m.ctx.state, m.ctx.agent, m.device, m.base
+    add = ctx.plan.add
+    read_only = m.key.startswith('ro')
+    read_ahead = read_ahead_of(state, device, m.desired)
+    here = state.base_mount(device) if m.live_dev is not None else None
+    if here is not None and ('ro' in here['options']) != read_only:
+        add('unmount the base mount %s of %s in the guest (wrong access mode)' % (base, device),
+            lambda: ctx.guest_umount(base, True))
+        here = None
+    if here is None:
+        made = {}
+
+        def mount_base():
+            agent.make_dirs(base)
+            agent.mount_virtiofs(device, base, read_only, ctx.params['device_timeout'], _guest.MODEL_OPTIONS)
+            found = [e for e in agent.mounts() if e['source'] == device and e['target'] == base]
+            if not found:
+                raise OperationFailed('the guest mounted %s at %s but its mount table does not show it' % (device, base))
+            made.update(found[-1])
+        add('mount the shared device %s at %s in the guest (%s)' % (device, base, 'ro' if read_only else 'rw'),
+            mount_base, lambda: agent.umount(base), 'unmounted %s from %s in the guest' % (device, base))
+        if read_ahead:
+            add('set the readahead of %s in the guest to %d KiB' % (device, read_ahead),
+                lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
+        m.guest_touched = True
+    elif read_ahead:
+        # Read every time (one small sysfs file): it is lost with every new base mount, can be changed by hand,
+        # and vm_model_mount_info reports it.
+        dev = here['dev']
+        now_kb = agent.read_ahead_kb(dev)
+        if now_kb is not None and now_kb != read_ahead:
+            add('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (device, read_ahead, now_kb),
+                lambda: agent.set_read_ahead_kb(dev, read_ahead),
+                lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % device)
+            m.guest_touched = True
+
+
+def fstab_for(text, state, desired, current):
+    """The guest fstab with the desired model's lines (its device's base line first, then its bind), without
+    the lines of an earlier record of it; the base line goes with the last persisted model of its device."""
+    new = text or ''
+    if current is not None and fstab_key(current) != fstab_key(desired):
+        new = _guest.fstab_without(new, fstab_key(current))
+        if current.get('device') and current['device'] != desired['device']:
+            new = without_unused_base(new, state, current['device'], desired['model'])
+    device = desired['device']
+    base = _export.guest_base(_export.key_of_tag(device))
+    if desired['guest_mount'] and desired['persist']:
+        if _guest.fstab_find(new, device) is None:
+            new = _guest.fstab_with(new, device, _guest.fstab_base_line(device, base, device.split('-')[1] == 'ro'))
+        new = _guest.fstab_with(new, fstab_key(desired), _guest.fstab_bind_line(
+            fstab_key(desired), desired['mount_path'], base, desired['read_only']))
+    else:
+        new = _guest.fstab_without(new, fstab_key(desired))
+        new = without_unused_base(new, state, device, desired['model'])
+    return new
+
+
+def without_unused_base(text, state, device, leaving):
+    persisted = [m for m, r in state.records.items()
+                 if m != leaving and r.get('device') == device and r.get('persist') and r.get('guest_mount')]
+    return text if persisted else _guest.fstab_without(text, device)
+
+
 def _fstab(m):
-    """The fstab line before the guest mount: written while the guest is still discovering the device just
-    attached, it costs no wall time. A stopped VM's guest part waits (pending)."""
+    """The fstab lines before the guest mount: written while the guest is still discovering a device just
+    attached, they cost no wall time. A stopped VM's guest part waits (pending)."""
     if not m.running:
         m.ctx.plan.pending = True
         return
-    desired, tag, agent = m.desired, m.tag, m.ctx.agent
     old_fstab = m.ctx.state.fstab or ''
-    if desired['guest_mount'] and desired['persist']:
-        new_fstab = _guest.fstab_with(old_fstab, tag, _guest.fstab_line(tag, m.path, desired['read_only']))
-    else:
-        new_fstab = _guest.fstab_without(old_fstab, tag)
-    if new_fstab != old_fstab and _guest.fstab_find(new_fstab, tag) != _guest.fstab_find(old_fstab, tag):
-        m.ctx.plan.add('%s the fstab line of %s in the guest' % ('write' if _guest.fstab_find(new_fstab, tag) else 'remove', tag),
+    new_fstab = fstab_for(old_fstab, m.ctx.state, m.desired, m.current)
+    if new_fstab != old_fstab:
+        agent = m.ctx.agent
+        m.ctx.plan.add('write the fstab lines of %s in the guest' % m.model,
                        lambda: agent.write_file(_guest.FSTAB, new_fstab),
                        lambda: agent.write_file(_guest.FSTAB, old_fstab),
                        'restored the guest fstab')
 
 
 def _guest_mount(m):
-    """The guest mount, and its readahead (the guest kernel's default of 128 KiB reads the weights slower)."""
-    if not (m.running and m.desired['guest_mount']):
+    """The model's bind at mount_path; every other mount of the model (another path, an earlier device, a bind
+    of an earlier pin, a broken one) is unmounted right before, so a model that stays is unreadable only for
+    the time of its own remount."""
+    if not m.running:
         return
-    ctx, desired, tag, path, agent = m.ctx, m.desired, m.tag, m.path, m.ctx.agent
+    ctx, desired, path, agent = m.ctx, m.desired, m.path, m.ctx.agent
     add = ctx.plan.add
-    read_ahead = desired['read_ahead_kb']
+    mounts = m.model_mounts()
+    mine = [e for e in ctx.state.model_mounts(desired) if e['target'] == path] if desired['guest_mount'] else []
+    keep = mine[-1] if mine else None
     ro_opt = 'ro' if desired['read_only'] else 'rw'
-    here = m.guest_mount(path)
-    if here is not None and ro_opt not in here['options']:
-        add('unmount %s from %s in the guest (access mode changes)' % (tag, path), lambda: agent.umount(path))
-        here = None
-    if here is None:
-        made = {}
-
-        def guest_mount():
-            agent.mount_virtiofs(tag, path, desired['read_only'], ctx.params['device_timeout'])
-            try:
-                found = visible_at([e for e in agent.mounts() if e['source'] == tag], path)
-                if found is None:
-                    raise OperationFailed('the guest mounted %s at %s but its mount table does not show it' % (tag, path))
-            except Exception:
-                # This step failed, so the rollback will not undo it: take the mount back here.
-                ctx.guest_umount(path, True)
-                raise
-            made.update(found)
-            m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), tag, ctx.host, m.point,
-                                          found['id'])
-        add('mount %s at %s in the guest (%s)' % (tag, path, ro_opt), guest_mount,
-            lambda: agent.umount(path), 'unmounted %s from %s in the guest' % (tag, path))
-        if read_ahead:
-            add('set the readahead of %s in the guest to %d KiB' % (tag, read_ahead),
-                lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
+    if keep is not None and (m.repinned or ro_opt not in keep['options'] or m.live_dev is None):
+        keep = None
+    if keep is not None:
+        now = ctx.state.data_path(m.device, ctx.host, m.key, m.entry, keep['id'])
+        if now is not None and (m.current or {}).get('verified') == now:
+            # Proven readable before, and neither its virtiofsd, nor its bind on the host, nor the guest mount
+            # has changed since: not probed again (no guest process on a no-op).
+            m.verified = now
+        elif ctx.agent.accessible_many([path]).get(path, False):
+            m.verified = now
+        else:
+            keep = None
+    for entry in reversed(mounts):
+        if entry is keep:
+            continue
+        add('unmount %s from %s in the guest (%s)' % (entry['source'], entry['target'], _why(m, entry)),
+            lambda target=entry['target']: ctx.guest_umount(target, True))
         m.guest_touched = True
-    elif m.check_read_ahead:
-        dev = here['dev']
-        now_kb = agent.read_ahead_kb(dev)
-        if now_kb is not None and now_kb != read_ahead:
-            add('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (tag, read_ahead, now_kb),
-                lambda: agent.set_read_ahead_kb(dev, read_ahead),
-                lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % tag)
-            m.guest_touched = True
+    if desired['guest_mount'] and keep is None:
+        source = '%s/%s' % (m.base, m.entry)
+
+        def bind():
+            agent.bind_mount(source, path, desired['read_only'])
+            found = [e for e in agent.mounts() if e['source'] == m.device and e['target'] == path]
+            if not found:
+                ctx.guest_umount(path, True)
+                raise OperationFailed('the guest bound %s at %s but its mount table does not show it' % (source, path))
+            m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), m.device, ctx.host,
+                                          m.key, m.entry, found[-1]['id'])
+        add('bind %s at %s in the guest (%s)' % (source, path, ro_opt), bind,
+            lambda: agent.umount(path), 'unmounted %s from the guest' % path)
+        m.guest_touched = True
+
+
+def _why(m, entry):
+    if entry['source'] != m.device:
+        return 'the model moves to the shared device %s' % m.device
+    if entry['target'] != m.path or not m.desired['guest_mount']:
+        return 'converging to the new arguments'
+    if m.repinned:
+        return 'its directory was pinned again on the host'
+    return 'broken or of the wrong access mode'
+
+
+def _retire(m):
+    """What an earlier record of the model used and nothing uses any more: a device of the model's own (an earlier
+    layout), or its entry in another shared device (another access or cache mode), with that device when it was
+    the last model on it."""
+    ctx, state, current = m.ctx, m.ctx.state, m.current
+    own = [(state.device(m.entry) if m.running else None), (state.device(m.entry, config=True) if state.persistent else None)]
+    if current is not None and not current.get('device') and any(own):
+        xml = _libvirt.filesystem_xml((own[0] or own[1])['source'], m.entry)
+        live, cfg = own[0] is not None, own[1] is not None
+        ctx.plan.add('detach the model\'s own device %s (%s): the shared device %s serves it now'
+                     % (m.entry, scope(live, cfg), m.device), lambda: ctx.detach(xml, m.entry, live, cfg))
+    if current is not None and current.get('device') and current['device'] != m.device:
+        old_key = _export.key_of_tag(current['device'])
+        ctx.plan.add('take %s out of the export tree %s' % (m.entry, _export.view_dir(m.uuid, old_key)),
+                     lambda: ctx.host.unpin(m.uuid, old_key, m.entry))
+        drop_shared(ctx, current['device'], m.model)
+
+
+def drop_shared(ctx, device, leaving):
+    """Steps that take a shared device away once ``leaving`` was its last model: its base mount in the guest,
+    the device (live and persistent) and its export directory on the host. False when other models use it."""
+    state = ctx.state
+    if [mdl for mdl in state.records_on(device) if mdl != leaving]:
+        return False
+    key = _export.key_of_tag(device)
+    uuid = ctx.domain.uuid
+    live = state.device(device) if state.active else None
+    cfg = state.device(device, config=True) if state.persistent else None
+    if state.active:
+        for entry in reversed(state.guest_mounts_of(device)):
+            if entry.get('root', '/') == '/':
+                ctx.plan.add('unmount the shared device %s from %s in the guest' % (device, entry['target']),
+                             lambda target=entry['target']: ctx.guest_umount(target, ctx.params['force']))
+    if live is not None or cfg is not None:
+        xml = _libvirt.filesystem_xml((live or cfg)['source'], device)
+        ctx.plan.add('detach the shared device %s (%s)%s' % (device, scope(live is not None, cfg is not None),
+                                                              ' and wait until the guest released it' if live else ''),
+                     lambda: ctx.detach(xml, device, live is not None, cfg is not None))
+    ctx.plan.add('remove the export directory %s' % _export.view_dir(uuid, key), lambda: ctx.host.remove_view(uuid, key))
+    return True
 
 
 def _record_layer(m):
@@ -345,7 +460,7 @@ def _record_layer(m):
     config_records = dict(state.config_records)
     # A guest mount or readahead set in this run refreshes the live record's data path even when nothing else
     # changed.
-    write_live = m.running and (m.guest_touched or not _record.same(live_records.get(model), desired))
+    write_live = m.running and (m.guest_touched or m.repinned or not _record.same(live_records.get(model), desired))
     write_cfg = state.persistent and ((m.want_config and not _record.same(config_records.get(model), desired))
                                       or (not m.want_config and model in config_records))
     if not (write_live or write_cfg):

@@ -24,17 +24,19 @@ def escape(field):
 
 
 def parse_mountinfo(text):
-    """Mountinfo as dicts, in the kernel's order: id, dev (major:minor), source, target, fstype, options
-    (the mount's own: ro or rw is there) and super_options (its superblock's). Lines of another shape
-    are skipped."""
+    """Mountinfo as dicts, in the kernel's order: id, dev (major:minor), root (the directory of its file
+    system that the mount shows: not ``/`` for a bind mount), source, target, fstype, options (the mount's
+    own: ro or rw is there), propagation (``shared:N``, ``master:N``...) and super_options (its
+    superblock's). Lines of another shape are skipped."""
     mounts = []
     for line in text.splitlines():
         left, sep, right = line.partition(' - ')
         fields, rest = left.split(), right.split()
         if not sep or len(fields) < 6 or len(rest) < 2:
             continue
-        mounts.append({'id': fields[0], 'dev': fields[2], 'source': unescape(rest[1]), 'target': unescape(fields[4]),
-                       'fstype': rest[0], 'options': fields[5].split(','),
+        mounts.append({'id': fields[0], 'dev': fields[2], 'root': unescape(fields[3]), 'source': unescape(rest[1]),
+                       'target': unescape(fields[4]), 'fstype': rest[0], 'options': fields[5].split(','),
+                       'propagation': fields[6:],
                        'super_options': rest[2].split(',') if len(rest) > 2 else []})
     return mounts
 

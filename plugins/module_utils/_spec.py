@@ -14,6 +14,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import hashlib
 import re
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 TAG_PREFIX = 'aim-'
@@ -254,11 +255,13 @@ def desired_from_params(params):
         'source_path': normalize_source_path(params['source_path']),
         'mount_path': mount_path,
         'tag': derive_tag(model),
+        'device': _export.device_tag(_export.device_key(params['read_only'], params['cache'])),
         'read_only': params['read_only'],
         'persist': params['persist'],
         'guest_mount': params['guest_mount'],
         'cache': params['cache'],
         'read_ahead_kb': params['read_ahead_kb'],
+        'mount_root': volume['mount_root'],
     }
     connection = {
         'meta_url': meta_url,

@@ -12,6 +12,7 @@ Plans read it and never write into it: what a plan intends to change it keeps in
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
@@ -72,33 +73,53 @@ class VmState:
             return None
         return self.domain.backend_alive(dev['alias'])
 
-    def guest_mounts_of(self, tag):
-        """The guest's virtiofs mounts of this tag, in mount order ([] when the guest was not read)."""
-        return [m for m in (self.guest_mounts or []) if m['source'] == tag and m['fstype'] == _guest.FSTYPE]
+    def guest_mounts_of(self, source, root=None):
+        """The guest's virtiofs mounts of this device tag, in mount order, optionally only those showing this
+        directory of it (``/`` for a device's base mount, ``/<entry>`` for a model's bind); [] when the guest
+        was not read."""
+        return [m for m in (self.guest_mounts or []) if m['source'] == source and m['fstype'] == _guest.FSTYPE
+                and (root is None or m.get('root', '/') == root)]
 
-    def guest_mount(self, tag, path):
-        """The guest's (last) virtiofs mount of this tag at this path, or None."""
-        return visible_at(self.guest_mounts_of(tag), path)
+    def model_mounts(self, record):
+        """The guest mounts of one recorded model: its binds from its device's base mount, or the mounts of its
+        own device (a model recorded without a shared device)."""
+        if record.get('device'):
+            return self.guest_mounts_of(record['device'], '/' + record['tag'])
+        return self.guest_mounts_of(record['tag'], '/')
+
+    def model_mount(self, record, path=None):
+        """The visible guest mount of the model at ``path`` (default: its recorded mount_path), or None."""
+        return visible_at(self.model_mounts(record), path or record['mount_path'])
+
+    def base_mount(self, device):
+        """The guest's mount of a shared device at its base, or None."""
+        key = _export.key_of_tag(device)
+        return visible_at(self.guest_mounts_of(device, '/'), _export.guest_base(key)) if key else None
 
     def guest_mount_at(self, path):
         """The last mount at this guest path (the visible one, of any file system), or None."""
         return visible_at(self.guest_mounts or [], path)
 
-    def data_path(self, tag, host, point, guest_mount_id):
-        """What the guest mount of this tag reads through now (see ``data_path``), from the live XML as read."""
-        return data_path(self.domain, self.live_devices, tag, host, point, guest_mount_id)
+    def records_on(self, device):
+        """The models recorded (live or persistent) on this shared device."""
+        return sorted(set(m for records in (self.live_records, self.config_records)
+                          for m, r in records.items() if r.get('device') == device))
+
+    def data_path(self, device, host, key, entry, guest_mount_id):
+        """What the guest mount of a model reads through now (see ``data_path``), from the live XML as read."""
+        return data_path(self.domain, self.live_devices, device, host, key, entry, guest_mount_id)
 
 
-def data_path(domain, live_devices, tag, host, point, guest_mount_id):
-    """What the guest mount of this tag reads through, as one string: the virtiofsd process of its live device
-    (PID and start time), the kernel's ID of the host volume's mount and the guest's ID of the mount itself;
-    None when any is unknown. A device attached again gets a new virtiofsd, a host volume mounted again a new
-    ID, a guest mount made again (after a guest reboot) a new guest ID. ``host``: the ``_juicefs.Host``."""
+def data_path(domain, live_devices, device, host, key, entry, guest_mount_id):
+    """What a model's guest mount reads through, as one string: the virtiofsd process of its device (PID and
+    start time), the host's bind of the model in the export tree (its mount ID and device: a new bind, or a
+    bind of a volume mounted again, differs) and the guest's ID of the mount itself; None when any is unknown.
+    ``host``: the ``_juicefs.Host``."""
     if guest_mount_id is None:
         return None
-    dev = [d for d in live_devices if d['tag'] == tag]
+    dev = [d for d in live_devices if d['tag'] == device]
     backend = domain.backend_identity(dev[0]['alias']) if len(dev) == 1 else None
-    host_id = host.mount_id(point) if backend else None
+    host_id = host.entry_id(domain.uuid, key, entry) if backend else None
     return '%s@%s#%s' % (backend, host_id, guest_mount_id) if host_id else None
 
 
