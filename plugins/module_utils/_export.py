@@ -44,6 +44,7 @@ _MS_NOSUID = 2
 _MS_NODEV = 4
 _MS_REMOUNT = 32
 _MS_BIND = 4096
+_MS_PRIVATE = 1 << 18
 _MS_SHARED = 1 << 20
 _MNT_DETACH = 2
 _UMOUNT_NOFOLLOW = 8
@@ -287,6 +288,10 @@ def prepare_view(uuid, key, root=None, mounts=None):
     _check(libc.mount(stage.encode(), view.encode(), None, _MS_BIND, None), 'binding %s' % view)
     _check(libc.mount(b'none', view.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
                       None), 'making %s read-only' % view)
+    # A peer group of its own: binds of models reach the virtiofsd of the device (a slave of it), not the
+    # stage directory or the rest of the host.
+    _check(libc.mount(b'none', view.encode(), None, _MS_PRIVATE, None), 'making %s private' % view)
+    _check(libc.mount(b'none', view.encode(), None, _MS_SHARED, None), 'making %s shared' % view)
 
 
 def pin(uuid, key, entry, point, source_path, read_only, root=None):
@@ -299,10 +304,10 @@ def pin(uuid, key, entry, point, source_path, read_only, root=None):
     if fd is None:
         raise PinError('source_path %s does not exist in the volume mounted at %s' % (source_path, point))
     try:
-        os.makedirs(os.path.join(stage_dir(uuid, key, root), entry), mode=0o755, exist_ok=True)
         target = entry_path(uuid, key, entry, root)
         if visible_at(mounts, target) is not None:
             unbind(target)
+        os.makedirs(os.path.join(stage_dir(uuid, key, root), entry), mode=0o755, exist_ok=True)
         bind(fd, target, read_only)
     finally:
         os.close(fd)

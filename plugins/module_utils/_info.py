@@ -9,11 +9,13 @@ orphans."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import fstab_key
 from ansible_collections.aimodel.kvm.plugins.module_utils._state import HostVolumes, VmState
 
 
@@ -51,81 +53,114 @@ STATUS_DEGRADED = 'degraded'
 
 def report(state, vm_name, host_volumes=None):
     """The truth per recorded mount of one VM, plus orphans (devices of ours without a record, records without
-    a device). ``host_volumes``: a ``_state.HostVolumes`` (None: the host volumes are not looked at)."""
+    a device, binds in the VM's export tree without a record). ``host_volumes``: a ``_state.HostVolumes``
+    (None: the host side is not looked at)."""
     entries = []
     records = dict(state.records)
     access = {}
     if state.active and state.guest_mounts is not None:
         # Never probe a mount whose virtiofsd is dead: the probe would hang in the guest for good.
         paths = [r['mount_path'] for r in records.values()
-                 if r.get('guest_mount') and state.backend_alive(r['tag']) is not False
-                 and state.guest_mount(r['tag'], r['mount_path']) is not None]
+                 if r.get('guest_mount') and state.backend_alive(_device_of(r)) is not False
+                 and state.model_mount(r) is not None]
         access = state.agent.accessible_many(paths) if paths else {}
     for model in sorted(records):
-        rec = records[model]
-        tag = rec['tag']
-        live = state.device(tag) is not None
-        config = state.device(tag, config=True) is not None
-        mounted = None
-        accessible = None
-        read_ahead = None
-        if state.active and state.guest_mounts is not None:
-            here = state.guest_mount(tag, rec['mount_path'])
-            mounted = here is not None
-            if here and rec.get('read_ahead_kb'):
-                try:
-                    read_ahead = state.agent.read_ahead_kb(here['dev'])
-                except _guest.GuestError:
-                    read_ahead = None
-        in_fstab = None
-        if state.fstab is not None:
-            in_fstab = _guest.fstab_find(state.fstab, tag) is not None
-        reasons = []
-        if not state.active:
-            status = STATUS_PENDING
-            reasons.append('vm_stopped')
-            if state.persistent and not config:
-                status = STATUS_DEGRADED
-                reasons.append('device_missing_config')
-        else:
-            if not live:
-                reasons.append('device_missing_live')
-            elif state.backend_alive(tag) is False:
-                reasons.append('device_backend_dead')
-            if rec.get('persist') and state.persistent and not config:
-                reasons.append('device_missing_config')
-            if rec.get('guest_mount'):
-                if state.guest_error is not None:
-                    reasons.append('guest_unreachable')
-                elif not mounted:
-                    reasons.append('not_mounted_in_guest')
-                elif rec['mount_path'] in access:
-                    accessible = access[rec['mount_path']]
-                    if not accessible:
-                        reasons.append('stale_guest_mount')
-                if rec.get('persist') and in_fstab is False:
-                    reasons.append('fstab_missing')
-                if read_ahead is not None and read_ahead != rec.get('read_ahead_kb'):
-                    reasons.append('read_ahead_differs')
-            if host_volumes is not None:
-                host = host_volumes.status(rec['volume'], rec.get('read_only', True))
-                if host in ('dead', 'foreign'):
-                    reasons.append('host_volume_dead')
-            status = STATUS_DEGRADED if reasons else STATUS_MOUNTED
-        entry = dict(_record.public(rec))
-        entry.update({
-            'vm': vm_name,
-            'status': status,
-            'reasons': reasons,
-            'device_live': live,
-            'device_config': config,
-            'guest_mounted': mounted,
-            'guest_accessible': accessible,
-            'guest_read_ahead_kb': read_ahead,
-            'in_fstab': in_fstab,
-        })
-        entries.append(entry)
-    recorded_tags = set(r['tag'] for r in records.values())
+        entries.append(_entry(state, vm_name, host_volumes, records[model], access))
+    return entries, _orphans(state, vm_name, host_volumes, records, entries)
+
+
+def _device_of(record):
+    return record.get('device') or record['tag']
+
+
+def _entry(state, vm_name, host_volumes, rec, access):
+    device = _device_of(rec)
+    live = state.device(device) is not None
+    config = state.device(device, config=True) is not None
+    mounted = accessible = read_ahead = pinned = None
+    if state.active and state.guest_mounts is not None:
+        here = state.model_mount(rec)
+        mounted = here is not None
+        # One readahead per guest file system: the shared device's base mount, or the model's own device.
+        ahead_of = state.base_mount(device) if rec.get('device') else here
+        if here and ahead_of and rec.get('read_ahead_kb'):
+            try:
+                read_ahead = state.agent.read_ahead_kb(ahead_of['dev'])
+            except _guest.GuestError:
+                read_ahead = None
+    in_fstab = None
+    if state.fstab is not None:
+        in_fstab = _guest.fstab_find(state.fstab, fstab_key(rec)) is not None and (
+            not rec.get('device') or _guest.fstab_find(state.fstab, device) is not None)
+    host = None
+    if host_volumes is not None:
+        host = host_volumes.status(rec['volume'], rec.get('read_only', True))
+        if rec.get('device') and state.active and host == 'mounted':
+            pinned = host_volumes.host.entry_state(state.domain.uuid, _export.key_of_tag(device), rec['tag'],
+                                                   host_volumes.point(rec['volume'], rec.get('read_only', True)),
+                                                   rec['source_path'])
+    reasons = []
+    if not state.active:
+        status = STATUS_PENDING
+        reasons.append('vm_stopped')
+        if state.persistent and not config:
+            status = STATUS_DEGRADED
+            reasons.append('device_missing_config')
+    else:
+        if not live:
+            reasons.append('device_missing_live')
+        elif state.backend_alive(device) is False:
+            reasons.append('device_backend_dead')
+        if rec.get('persist') and state.persistent and not config:
+            reasons.append('device_missing_config')
+        if rec.get('guest_mount'):
+            if state.guest_error is not None:
+                reasons.append('guest_unreachable')
+            elif not mounted:
+                reasons.append('not_mounted_in_guest')
+            elif rec['mount_path'] in access:
+                accessible = access[rec['mount_path']]
+                if not accessible:
+                    reasons.append('stale_guest_mount')
+            if rec.get('persist') and in_fstab is False:
+                reasons.append('fstab_missing')
+            if read_ahead is not None and read_ahead != read_ahead_target(state, rec):
+                reasons.append('read_ahead_differs')
+        if host in ('dead', 'foreign'):
+            reasons.append('host_volume_dead')
+        elif pinned in PIN_REASONS:
+            reasons.append(PIN_REASONS[pinned])
+        status = STATUS_DEGRADED if reasons else STATUS_MOUNTED
+    entry = dict(_record.public(rec))
+    entry.update({
+        'vm': vm_name,
+        'status': status,
+        'reasons': reasons,
+        'layout': 'shared_device' if rec.get('device') else 'own_device',
+        'device_live': live,
+        'device_config': config,
+        'host_pinned': pinned,
+        'guest_mounted': mounted,
+        'guest_accessible': accessible,
+        'guest_read_ahead_kb': read_ahead,
+        'in_fstab': in_fstab,
+    })
+    return entry
+
+
+# The host's bind of a model in the VM's export tree, when it is not what the record says.
+PIN_REASONS = {'missing': 'not_pinned', 'stale': 'pin_stale', 'dead': 'pin_dead'}
+
+
+def read_ahead_target(state, rec):
+    """The readahead the guest should have for this model: a shared device has one, the largest its models ask."""
+    if not rec.get('device'):
+        return rec.get('read_ahead_kb')
+    return max(r.get('read_ahead_kb') or 0 for r in state.records.values() if r.get('device') == rec['device'])
+
+
+def _orphans(state, vm_name, host_volumes, records, entries):
+    used = set(_device_of(r) for r in records.values())
     orphans = []
     for entry in entries:
         if state.active and not entry['device_live'] and not entry['device_config']:
@@ -133,7 +168,14 @@ def report(state, vm_name, host_volumes=None):
                             'tag': entry['tag'], 'model': entry['model'], 'source': None})
     for where, devices in (('live', state.live_devices), ('config', state.config_devices)):
         for dev in devices:
-            if _spec.is_our_tag(dev['tag']) and dev['tag'] not in recorded_tags:
+            ours = _spec.is_our_tag(dev['tag']) or _export.key_of_tag(dev['tag']) is not None
+            if ours and dev['tag'] not in used:
                 orphans.append({'vm': vm_name, 'kind': 'device_without_record', 'where': where,
                                 'tag': dev['tag'], 'source': dev['source']})
-    return entries, orphans
+    if host_volumes is not None:
+        pinned = set((_export.key_of_tag(r['device']), r['tag']) for r in records.values() if r.get('device'))
+        for key, entry in host_volumes.host.bound_entries(state.domain.uuid):
+            if (key, entry) not in pinned:
+                orphans.append({'vm': vm_name, 'kind': 'bind_without_record', 'where': 'host',
+                                'tag': entry, 'source': _export.entry_path(state.domain.uuid, key, entry)})
+    return orphans
