@@ -15,10 +15,24 @@ version_added: 0.1.0
 description:
   - Puts one model (a directory of a model repository volume) into one running or stopped KVM virtual machine,
     read-only by default, at a path inside the guest, and takes it out again.
-  - On the hypervisor the volume is mounted once per host and access mode under O(volume.mount_root); the model's
-    directory is hot-plugged into the VM as a virtiofs device (live and persistent in one call); the guest mounts it
-    through the QEMU guest agent (an argument vector, never a shell) and keeps it in its C(/etc/fstab) with C(nofail);
-    the mount is recorded in the domain's metadata, so the record follows the VM and dies with it.
+  - On the hypervisor the volume is mounted once per host and access mode under O(volume.mount_root). Each VM has
+    one virtiofs device per access mode (tag C(aimodel-ro) or C(aimodel-rw); C(aimodel-ro-always) with
+    O(cache=always)), hot-plugged with its first model (live and persistent in one call) and detached with its
+    last. The device serves the VM's export directory C(/var/lib/aimodel/exports/<vm-uuid>/<ro|rw>), whose top is
+    a read-only mount; each model is a bind mount of its directory into it, opened one component at a time without
+    following symlinks, so what is served is exactly what was checked. A mount after the first needs no new
+    device, no PCI slot and no new virtiofsd.
+  - In the guest, through the QEMU guest agent (an argument vector, never a shell), the device is mounted once at
+    C(/run/aimodel/<ro|rw>) (C(nosuid,nodev)) and each model is bind-mounted from there onto its O(mount_path),
+    read-only where asked; the guest's C(/etc/fstab) holds the base mount and one bind line per model, in that
+    order, with C(nofail) (and C(x-systemd.requires-mounts-for=) for systemd guests). The mount is recorded in the
+    domain's metadata, so the record follows the VM and dies with it.
+  - The binds live in the host's mount table only; the libvirt hook that role M(aimodel.kvm.hypervisor) installs
+    rebuilds them from the record before QEMU starts (after a host reboot or a VM restart), and any run rebuilds
+    them too.
+  - A model mounted by an earlier release as a virtiofs device of its own is moved to the VM's shared device by the
+    next run with O(state=mounted) (its guest mount is replaced right before the new bind, then its own device is
+    detached).
   - Safe to re-run. Any failure after a change rolls back what the run did and says what was rolled back.
   - One operation per VM at a time on a hypervisor (a lock); the VM is looked up again under the lock.
 author:
@@ -43,14 +57,15 @@ options:
   model:
     description:
       - Logical name of the model. It identifies the mount within the VM (one mount per model per VM) and derives
-        the virtiofs tag (C(aim-...), at most 36 bytes).
+        its tag (C(aim-<name>-<hash>), at most 36 bytes), the name of its directory in the VM's export tree.
       - Letters, digits, V(.), V(_) and V(-), starting with a letter or digit, at most 128 characters.
     type: str
     required: true
   source_path:
     description:
       - Directory of the model inside the volume. V(models/x) and V(/models/x) both mean that directory under the
-        volume's root. It must exist and stay inside the volume (no V(..), no symlink out of it).
+        volume's root. It must be a directory of the volume reached without any symbolic link (every component is
+        opened without following one, and without crossing into another mount); V(..) is refused.
       - Required with O(state=mounted).
     type: str
   volume:
@@ -104,15 +119,18 @@ options:
     type: str
   read_only:
     description:
-      - Mount read-only. Enforced on the host (the volume is mounted read-only) and in the guest (C(-o ro)),
-        since libvirt does not support read-only virtiofs devices.
+      - Mount read-only. Enforced on the host (the volume is mounted read-only and the model's bind is made
+        read-only before it is attached to the export tree) and in the guest (C(-o ro)), since libvirt does not
+        support read-only virtiofs devices. Read-only and read-write models of one VM use two devices.
     type: bool
     default: true
   state:
     description:
       - V(mounted) mounts the model (or converges an existing mount of the same model to the new arguments).
-      - V(absent) unmounts it in the guest, detaches the device, removes the fstab line and the record.
-        A VM that does not exist is nothing to do.
+      - V(absent) unmounts it in the guest, removes its fstab line, its bind on the host and the record; with the
+        last model of a device also the device's base mount, its fstab line, the device and the export directory.
+        A VM that does not exist is nothing to do. A guest process that holds a file of the model open keeps
+        reading it until it closes it.
     type: str
     choices: [mounted, absent]
     default: mounted
@@ -124,7 +142,8 @@ options:
     default: true
   guest_mount:
     description:
-      - Mount the device inside the guest. V(false) only attaches the device (and records it).
+      - Mount the model inside the guest. V(false) only makes it available to the VM (device and bind on the
+        host) and records it.
     type: bool
     default: true
   force:
@@ -140,7 +159,8 @@ options:
   cache:
     description:
       - virtiofs cache mode of the device. V(never) is refused, because model loaders map the weights into memory
-        (mmap) and mmap fails on a virtiofs mount without cache.
+        (mmap) and mmap fails on a virtiofs mount without cache. V(always) models share a device of their own
+        (C(aimodel-ro-always)), since the cache mode is one per device.
     type: str
     choices: [auto, always, never]
     default: auto
@@ -149,6 +169,8 @@ options:
       - The guest's readahead of the mount, in KiB, set in the guest's sysfs (C(/sys/class/bdi/<dev>/read_ahead_kb))
         after the mount. The guest kernel's default, 128 KiB, reads the weights about a third slower (see
         C(docs/performance.md)).
+      - There is one readahead per device (all its models read through one guest file system): it is set to the
+        largest value that the models of the device ask for.
       - Checked on every run and set again when it differs; a guest reboot mounts the model again from the fstab
         with the kernel's default, which M(aimodel.kvm.vm_model_mount_info) reports as V(read_ahead_differs) until
         the next run.
@@ -167,7 +189,8 @@ options:
     default: 30
   device_timeout:
     description:
-      - Seconds to wait for the guest to discover a new device (before mounting it) and to release a detached one.
+      - Seconds to wait for the guest to discover a new device (before mounting it) and to release a detached one
+        (only the first and the last model of a device attach or detach one).
     type: int
     default: 60
 notes:
@@ -176,9 +199,11 @@ notes:
   - The guest needs qemu-guest-agent and the virtiofs kernel module.
   - A run that finds the model in place reads both XMLs, the record, the guest's mount table, fstab and the mount's
     readahead, and changes nothing. It probes the guest mount (a C(statfs) in the guest) only when the mount's data
-    path changed since the mount was proven readable (the device attached again, the host volume mounted again, the
-    VM restarted, the guest rebooted); the live record keeps that data path (its virtiofsd, host mount and guest
-    mount). M(aimodel.kvm.vm_model_mount_info) probes every mount.
+    path changed since the mount was proven readable (the device attached again, the model bound again on the host,
+    the VM restarted, the guest rebooted); the live record keeps that data path (its virtiofsd, the host bind and the
+    guest mount). M(aimodel.kvm.vm_model_mount_info) probes every mount.
+  - A host volume whose client died is mounted again, its model bound again and bound again in the guest, without
+    detaching the device. Only a dead virtiofsd (the device's process on the host) needs a restart of the VM.
   - Every failure names the VM and model and leaves nothing half-done. Bad input fails before anything is touched,
     with the option's name first, for example C(mount_path - must not be the system directory /etc). The failures a
     run can meet, and what to do, follow.
@@ -187,7 +212,8 @@ notes:
   - C(the guest agent does not answer) - start qemu-guest-agent in the guest; nothing was changed.
   - C(mount_path ... already holds model X) or C(... is already a mount point in the guest) - another model or file
     system is there; unmount it or choose another O(mount_path).
-  - C(model X not found at Y in volume Z) or C(source_path ... leaves the volume) - fix O(source_path).
+  - C(model X not found at Y in volume Z) or C(source_path ... is a symbolic link) - fix O(source_path) or the
+    volume (a writer of the volume replaced a directory by a symlink).
   - C(volume.meta_url - the metadata engine at host:port does not accept connections) - the metadata engine is down
     or unreachable from the hypervisor.
   - C(... failed ... Rolled back - ...) - a step failed after changes; the message lists what was undone (and what is
@@ -263,9 +289,18 @@ mount:
       type: str
       sample: /mnt/models/all-minilm-l6-v2
     tag:
-      description: virtiofs tag of the device.
+      description: The model's tag, the name of its directory in the VM's export tree (and the virtiofs tag of its
+        own device for a model mounted by an earlier release).
       type: str
       sample: aim-all-minilm-l6-v2-d2ab480c
+    device:
+      description: The virtiofs tag of the VM's shared device that serves the model.
+      type: str
+      sample: aimodel-ro
+    mount_root:
+      description: Where the host mounts the volume (O(volume.mount_root)).
+      type: str
+      sample: /var/lib/aimodel/volumes
     read_only:
       description: Whether the mount is read-only.
       type: bool
@@ -275,7 +310,7 @@ mount:
       type: bool
       sample: true
     guest_mount:
-      description: Whether the device is mounted inside the guest.
+      description: Whether the model is mounted inside the guest.
       type: bool
       sample: true
     cache:
@@ -283,7 +318,7 @@ mount:
       type: str
       sample: auto
     read_ahead_kb:
-      description: The guest's readahead of the mount in KiB (V(0) when left to the guest).
+      description: The guest's readahead the model asks for in KiB (V(0) when left to the guest).
       type: int
       sample: 1024
     created:
@@ -296,7 +331,7 @@ mount:
       sample: '2026-11-23T22:40:00Z'
     status:
       description:
-        - V(mounted) when the device is attached and mounted in the guest; V(pending) when the VM is stopped and the
+        - V(mounted) when the model is served and mounted in the guest; V(pending) when the VM is stopped and the
           guest part completes once it runs; V(absent) after an unmount.
       type: str
       sample: mounted
@@ -306,10 +341,16 @@ actions:
   type: list
   elements: str
   sample:
+    - create the mount point /mnt/models/all-minilm-l6-v2 in the guest
     - mount volume models read-only on the host at /var/lib/aimodel/volumes/models/ro
-    - attach virtiofs device aim-all-minilm-l6-v2-d2ab480c (live and persistent)
-    - mount aim-all-minilm-l6-v2-d2ab480c at /mnt/models/all-minilm-l6-v2 in the guest (ro)
-    - add the fstab line of aim-all-minilm-l6-v2-d2ab480c in the guest
+    - pin models/all-minilm-l6-v2 of volume models into the export tree of the VM
+      (/var/lib/aimodel/exports/7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11/ro/aim-all-minilm-l6-v2-d2ab480c)
+    - attach the shared virtiofs device aimodel-ro for /var/lib/aimodel/exports/7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11/ro
+      (live and persistent)
+    - mount the shared device aimodel-ro at /run/aimodel/ro in the guest (ro)
+    - set the readahead of aimodel-ro in the guest to 1024 KiB
+    - write the fstab lines of all-minilm-l6-v2 in the guest
+    - bind /run/aimodel/ro/aim-all-minilm-l6-v2-d2ab480c at /mnt/models/all-minilm-l6-v2 in the guest (ro)
     - write the record of all-minilm-l6-v2 (live and persistent)
 diff:
   description: The record before and after, in diff mode.

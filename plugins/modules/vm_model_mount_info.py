@@ -13,8 +13,9 @@ module: vm_model_mount_info
 short_description: Report the models mounted in libvirt VMs, as they really are
 version_added: 0.1.0
 description:
-  - For each VM, joins four sources, the mount record in the domain metadata, the live domain XML, the persistent
-    domain XML and the guest's mount table and fstab (read once per VM through the QEMU guest agent).
+  - For each VM, joins five sources, the mount record in the domain metadata, the live domain XML, the persistent
+    domain XML, the guest's mount table and fstab (read once per VM through the QEMU guest agent) and the host's
+    mount table (the volumes and the binds in the VM's export tree).
   - Reports one entry per recorded mount with a status and the reasons for it, and the devices of this collection
     that have no record (orphans). It never changes anything.
 author:
@@ -80,15 +81,19 @@ mounts:
       source_path: models/all-minilm-l6-v2
       mount_path: /mnt/models/all-minilm-l6-v2
       tag: aim-all-minilm-l6-v2-d2ab480c
+      device: aimodel-ro
       read_only: true
       persist: true
       guest_mount: true
       cache: auto
       read_ahead_kb: 1024
+      mount_root: /var/lib/aimodel/volumes
       created: '2026-11-23T22:40:00Z'
       updated: '2026-11-23T22:40:00Z'
       status: mounted
       reasons: []
+      layout: shared_device
+      host_pinned: pinned
       device_live: true
       device_config: true
       guest_mounted: true
@@ -101,17 +106,21 @@ mounts:
       source_path: models/llama-3-8b
       mount_path: /srv/models/llama
       tag: aim-llama-3-8b-5e1f0c2a
+      device: aimodel-ro
       read_only: true
       persist: false
       guest_mount: true
       cache: auto
       read_ahead_kb: 1024
+      mount_root: /var/lib/aimodel/volumes
       created: '2026-11-23T22:41:00Z'
       updated: '2026-11-23T22:41:00Z'
       status: degraded
       reasons: [not_mounted_in_guest]
+      layout: shared_device
+      host_pinned: pinned
       device_live: true
-      device_config: false
+      device_config: true
       guest_mounted: false
       guest_accessible: null
       guest_read_ahead_kb: null
@@ -122,15 +131,19 @@ mounts:
       source_path: models/all-minilm-l6-v2
       mount_path: /mnt/models/all-minilm-l6-v2
       tag: aim-all-minilm-l6-v2-d2ab480c
+      device: aimodel-ro
       read_only: true
       persist: true
       guest_mount: true
       cache: auto
       read_ahead_kb: 1024
+      mount_root: /var/lib/aimodel/volumes
       created: '2026-11-23T22:42:00Z'
       updated: '2026-11-23T22:42:00Z'
       status: pending
       reasons: [vm_stopped]
+      layout: shared_device
+      host_pinned: null
       device_live: false
       device_config: true
       guest_mounted: null
@@ -159,9 +172,36 @@ mounts:
       type: str
       sample: /mnt/models/all-minilm-l6-v2
     tag:
-      description: virtiofs tag of the device.
+      description: The model's tag, the name of its directory in the VM's export tree (the virtiofs tag of its own
+        device for a model mounted by an earlier release).
       type: str
       sample: aim-all-minilm-l6-v2-d2ab480c
+    device:
+      description: The virtiofs tag of the VM's shared device that serves the model; null for a model mounted by an
+        earlier release as a device of its own.
+      type: str
+      sample: aimodel-ro
+    mount_root:
+      description: Where the host mounts the volume.
+      type: str
+      sample: /var/lib/aimodel/volumes
+    layout:
+      description:
+        - V(shared_device) for a model served by the VM's shared device (a bind in its export tree).
+        - V(own_device) for a model mounted by an earlier release as a virtiofs device of its own; the next run of
+          M(aimodel.kvm.vm_model_mount) with O(aimodel.kvm.vm_model_mount#module:state=mounted) moves it.
+      type: str
+      choices: [shared_device, own_device]
+      sample: shared_device
+    host_pinned:
+      description:
+        - The model's bind in the VM's export tree on the host. V(pinned) it binds exactly the recorded directory of
+          the mounted volume and answers; V(missing) nothing is bound (for example the libvirt hook could not pin it
+          when the VM started); V(stale) something else is bound (the directory was renamed or replaced in the
+          volume, or the volume was mounted again); V(dead) its volume's client does not answer.
+        - Null when not looked at (VM stopped, own device, host volume not mounted).
+      type: str
+      sample: pinned
     read_only:
       description: Whether the mount is read-only.
       type: bool
@@ -193,8 +233,9 @@ mounts:
       sample: '2026-11-23T22:40:00Z'
     status:
       description:
-        - V(mounted) only when the device is in the live XML (and the persistent XML for a persistent mount), the guest
-          has it mounted at O(aimodel.kvm.vm_model_mount#module:mount_path) and can read it, and the host volume is up.
+        - V(mounted) only when the device is in the live XML (and the persistent XML for a persistent mount), the model
+          is bound on the host, the guest has it mounted at O(aimodel.kvm.vm_model_mount#module:mount_path) and can
+          read it, and the host volume is up.
         - V(pending) when the VM is stopped (it comes back from the persistent configuration at the next start).
         - V(degraded) otherwise, with RV(mounts[].reasons) saying why.
       type: str
@@ -213,6 +254,8 @@ mounts:
         - V(guest_unreachable) the guest agent does not answer, so the guest side is unknown.
         - V(fstab_missing) a persistent mount has no line in the guest's fstab (it will not come back after a reboot).
         - V(host_volume_dead) the volume's client on the host died or something else is mounted there.
+        - V(not_pinned), V(pin_stale), V(pin_dead) the model's bind on the host is missing, binds something else, or
+          does not answer (see RV(mounts[].host_pinned)); the guest then does not read the recorded directory.
         - V(read_ahead_differs) the guest's readahead of the mount is not RV(mounts[].read_ahead_kb) (after a guest
           reboot, which mounts it again with the kernel's default, or a change by hand).
         - Running M(aimodel.kvm.vm_model_mount) again with the same arguments repairs every reason but
@@ -229,7 +272,7 @@ mounts:
       type: bool
       sample: true
     guest_mounted:
-      description: Whether the guest's mount table has the device at the mount path; null when the guest could not be asked.
+      description: Whether the guest's mount table has the model at the mount path; null when the guest could not be asked.
       type: bool
       sample: true
     guest_accessible:
@@ -237,18 +280,21 @@ mounts:
       type: bool
       sample: true
     guest_read_ahead_kb:
-      description: The guest's readahead of the mount in KiB; null when not read (not mounted, left to the guest).
+      description: The guest's readahead of the mount in KiB (of the device's base mount, one per device); null when
+        not read (not mounted, left to the guest).
       type: int
       sample: 1024
     in_fstab:
-      description: Whether the guest's fstab has the line of this mount; null when the guest could not be asked.
+      description: Whether the guest's fstab has the lines of this mount (the device's base line and the model's
+        bind line); null when the guest could not be asked.
       type: bool
       sample: true
 orphans:
   description:
-    - Devices of this collection (virtiofs tag C(aim-...)) that have no record (kind V(device_without_record),
-      in the live or the persistent XML), and records of a running VM with no device at all
-      (kind V(record_without_device)).
+    - Devices of this collection (virtiofs tag C(aimodel-...), or C(aim-...) of an earlier release) that no record
+      uses (kind V(device_without_record), in the live or the persistent XML), records of a running VM with no
+      device at all (kind V(record_without_device)), and binds in a VM's export tree on the host that no record
+      has (kind V(bind_without_record), V(where) C(host), V(source) the bind's path).
   returned: always
   type: list
   elements: dict
@@ -256,8 +302,8 @@ orphans:
     - vm: inference-01
       kind: device_without_record
       where: live
-      tag: aim-old-model-1a2b3c4d
-      source: /var/lib/aimodel/volumes/models/ro/models/old-model
+      tag: aimodel-rw
+      source: /var/lib/aimodel/exports/7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11/rw
 vms:
   description: One entry per VM looked at.
   returned: always
