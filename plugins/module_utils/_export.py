@@ -142,16 +142,35 @@ def statfs_ok(path, timeout=5.0):
 
 
 def entry_state(mounts, uuid, key, entry, volume_point, source_path, root=None, timeout=5.0):
-    """``pinned`` (the entry is a bind of exactly this directory of the mounted volume and answers),
-    ``missing`` (nothing bound), ``stale`` (a bind of something else: another volume mount, or a directory
-    that was renamed or replaced since), ``dead`` (bound, but its volume's client does not answer)."""
-    here = visible_at(mounts, entry_path(uuid, key, entry, root))
+    """``pinned`` (the entry is a bind of exactly the directory that ``source_path`` names in the mounted volume
+    now, and answers), ``missing`` (nothing bound), ``stale`` (a bind of something else: another mount of the
+    volume, or a directory that was renamed, replaced or swapped for a symlink since), ``dead`` (bound, but its
+    volume's client does not answer).
+
+    The directory is walked again (see ``open_beneath``) and compared by inode: the mount table's path of a bind
+    is not enough, since a rename made through another client of the volume does not reach this host's cache."""
+    target = entry_path(uuid, key, entry, root)
+    here = visible_at(mounts, target)
     if here is None:
         return 'missing'
     volume = visible_at(mounts, volume_point)
-    if volume is None or here['dev'] != volume['dev'] or here.get('root') != '/' + source_path.strip('/'):
+    if volume is None or here['dev'] != volume['dev']:
         return 'stale'
-    return 'pinned' if statfs_ok(entry_path(uuid, key, entry, root), timeout) else 'dead'
+    if not statfs_ok(target, timeout):
+        return 'dead'
+    try:
+        fd = open_beneath(volume_point, source_path)
+    except (PinError, OSError):
+        return 'stale'
+    if fd is None:
+        return 'stale'
+    try:
+        now, bound = os.fstat(fd), os.stat(target)
+    except OSError:
+        return 'stale'
+    finally:
+        os.close(fd)
+    return 'pinned' if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino) else 'stale'
 
 
 def view_protected(mounts, uuid, key, root=None):
