@@ -193,8 +193,10 @@ def _pin(m):
     is bound there and answers. A new bind (the volume came back, the directory changed) makes the guest bind
     the model again."""
     ctx, desired, host = m.ctx, m.desired, m.ctx.host
-    m.pin_state = host.entry_state(m.uuid, m.key, m.entry, m.point, desired['source_path']) \
-        if m.host_state == 'mounted' else 'stale'
+    if m.host_state == 'mounted':
+        m.pin_state = host.entry_state(m.uuid, m.key, m.entry, m.point, desired['source_path'])
+    else:
+        m.pin_state = 'missing' if host.entry_id(m.uuid, m.key, m.entry) is None else 'stale'
     if m.pin_state == 'pinned':
         return
     m.repinned = True
@@ -312,7 +314,8 @@ def _guest_base(m):
 def fstab_for(text, state, desired, current):
     """The guest fstab with the desired model's lines (its device's base line first, then its bind), without
     the lines of an earlier record of it; the base line goes with the last persisted model of its device."""
-    new = text or ''
+    # A line of the model's own device (an earlier layout) never stays: its first field is the bare tag.
+    new = _guest.fstab_without(text or '', desired['tag'])
     if current is not None and fstab_key(current) != fstab_key(desired):
         new = _guest.fstab_without(new, fstab_key(current))
         if current.get('device') and current['device'] != desired['device']:
