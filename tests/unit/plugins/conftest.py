@@ -13,6 +13,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
@@ -32,14 +33,24 @@ class FailJson(Exception):
 
 
 class FakeHost:
-    """The host volume side (``_juicefs.Host``): which mount points are up and which model directories exist."""
+    """The host side (``_juicefs.Host``): which volume mount points are up, which model directories exist, and
+    what is pinned into the export tree of each VM.
+
+    A pin remembers the volume mount it was made on: once the volume is mounted again, the pin is ``stale``;
+    while the volume is dead, ``dead``. ``binds[(uuid, key, entry)]['state']`` forces an entry's state."""
 
     def __init__(self):
         self.state = {}
         self.dirs = set()
+        self.refused = {}       # <point>/<source_path> -> why it cannot be pinned (a symlink, ...)
         self.mount_calls = []
         self.mount_ids = {}
         self.unmounted = []
+        self.binds = {}         # (uuid, key, entry) -> what is bound there
+        self.views = set()      # (uuid, key) of the export directories that exist
+        self.calls = []         # pin, unpin and remove_view, in order
+        self.fail_pin = None
+        self._next_bind = 500
 
     @staticmethod
     def find_client(explicit=None):
@@ -69,9 +80,57 @@ class FakeHost:
     def mount_id(self, point):
         return self.mount_ids.get(point, '42') if self.state.get(point) == 'mounted' else None
 
-    def resolve_source(self, point, source_path):
+    def check_source(self, point, source_path):
         path = os.path.join(point, source_path)
-        return path if path in self.dirs else None
+        if path in self.refused:
+            raise _juicefs.VolumeError('source_path %s: %s' % (source_path, self.refused[path]))
+        return True if path in self.dirs else None
+
+    # --- the export tree ---------------------------------------------------------------------------
+    def pin(self, uuid, key, entry, point, source_path, read_only):
+        self.calls.append(('pin', key, entry))
+        if self.fail_pin:
+            raise _juicefs.VolumeError('binding %s into the export tree of the VM failed: %s' % (source_path, self.fail_pin))
+        if self.check_source(point, source_path) is None or self.state.get(point) != 'mounted':
+            raise _juicefs.VolumeError('source_path %s does not exist in the volume mounted at %s' % (source_path, point))
+        self._next_bind += 1
+        self.binds[(uuid, key, entry)] = {'point': point, 'source_path': source_path, 'read_only': read_only,
+                                          'id': self._next_bind, 'volume': self.mount_id(point)}
+        self.views.add((uuid, key))
+
+    def unpin(self, uuid, key, entry):
+        self.calls.append(('unpin', key, entry))
+        self.binds.pop((uuid, key, entry), None)
+
+    def remove_view(self, uuid, key):
+        self.calls.append(('remove_view', key))
+        self.views.discard((uuid, key))
+
+    def entry_state(self, uuid, key, entry, point, source_path):
+        bind = self.binds.get((uuid, key, entry))
+        if bind is None:
+            return 'missing'
+        if bind.get('state'):
+            return bind['state']
+        if (bind['point'], bind['source_path']) != (point, source_path) or bind['volume'] != self.mount_id(point):
+            return 'dead' if self.state.get(point) == 'dead' and bind['point'] == point else 'stale'
+        return 'pinned'
+
+    def entry_id(self, uuid, key, entry):
+        bind = self.binds.get((uuid, key, entry))
+        return '%d:0:%s' % (bind['id'], bind['volume']) if bind else None
+
+    def bound_entries(self, uuid):
+        return sorted((key, entry) for (u, key, entry) in self.binds if u == uuid)
+
+    def entries_in(self, view):
+        """The entries the export directory ``view`` serves now (what a guest bind can find below the base)."""
+        return set(entry for (uuid, key, entry) in self.binds if _export.view_dir(uuid, key) == view)
+
+    def pinned(self, uuid):
+        """{entry: (key, source_path, read_only)} of what is pinned for this VM."""
+        return dict((entry, (key, b['source_path'], b['read_only'])) for (u, key, entry), b in self.binds.items()
+                    if u == uuid)
 
 
 @pytest.fixture
@@ -85,8 +144,9 @@ def host(monkeypatch):
 
 
 @pytest.fixture
-def domain(monkeypatch, tmp_path):
+def domain(monkeypatch, tmp_path, host):
     dom = FakeDomain()
+    dom.host = host
     conn = FakeConnection(dom)
     monkeypatch.setattr(_libvirt, 'HAS_LIBVIRT', True)
     monkeypatch.setattr(_libvirt, 'connect', lambda uri: conn)

@@ -5,9 +5,13 @@
 
 """A fake libvirt domain and guest, at the one boundary the collection has (``_libvirt.Domain``).
 
-It behaves like the real thing where the lab showed it: libvirt does not refuse a duplicate tag
-on a live attach, refuses it on a config attach, and a guest mounts a tag only once the device is
-attached.
+It behaves like the real thing where the lab showed it: libvirt does not refuse a duplicate tag on a live
+attach, refuses it on a config attach, and a guest mounts a tag only once the device is attached. The guest
+mounts a device once at its base and binds a model from there: the bind shows the base's source, file
+system and device number, and the directory below the base as its root. A mount reads through the device
+(and its virtiofsd) it was made on: once that device is detached or attached anew, the mount and every bind
+made from it are dead. With a host (``FakeDomain.host``), a bind finds only the entries pinned into the
+device's export directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,42 +19,95 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import base64
 import json
-import zlib
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _mountinfo
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
+
+UUID = '11111111-2222-3333-4444-555555555555'
+READ_AHEAD = '/sys/class/bdi/%s/read_ahead_kb'
+NOT_CONNECTED = 'Transport endpoint is not connected'
 
 
 class FakeGuest:
+    """The guest behind the agent: mount table, files, directories, and the commands the collection runs."""
+
     def __init__(self):
-        self.mounts = [('proc', '/proc', 'proc', 'rw'), ('/dev/vda', '/persist', 'ext4', 'rw')]
+        self.domain = None          # the FakeDomain: its live devices and their virtiofsd
+        self.mounts = []
         self.files = {'/etc/fstab': '# static\n/dev/vda /persist ext4 rw 0 0\n'}
         self.busy = set()
         self.dirs = set(['/mnt', '/persist', '/etc'])
-        self.stale = set()
-        self.fail_mount = None
+        self.stale = set()          # paths whose statfs fails, whatever they read through
+        self.fail_mount = None      # the error of every virtiofs mount and bind from now on
         self.reachable = True
         self.no_file_ops = False
         self.read_only_files = set()
         self.next_mount_id = 200
         self.argvs = []
+        self.add_mount('proc', '/proc', 'proc', 'rw')
+        self.add_mount('/dev/vda', '/persist', 'ext4', 'rw')
 
-    @staticmethod
-    def mount_id(mount):
-        """A mount made by the fake's mount command carries its ID (5th field); others get one from their value."""
-        return mount[4] if len(mount) > 4 else 1000 + zlib.crc32(repr(mount).encode()) % 100000
+    # --- the mount table ---------------------------------------------------------------------------
+    def add_mount(self, source, target, fstype, options, root='/', dev=None, instance=None):
+        """A mount as the kernel lists it; ``instance``: the virtiofsd it reads through (virtiofs only)."""
+        self.next_mount_id += 1
+        mount = {'id': self.next_mount_id, 'dev': dev or '0:%d' % (self.next_mount_id % 1000), 'root': root,
+                 'source': source, 'target': target, 'fstype': fstype, 'options': options, 'instance': instance}
+        self.mounts.append(mount)
+        return mount
 
-    def mount_dev(self, mount):
-        return '0:%d' % (self.mount_id(mount) % 1000)
+    def visible(self, target):
+        found = [m for m in self.mounts if m['target'] == target]
+        return found[-1] if found else None
+
+    def holding(self, path):
+        """The visible mount that holds this path (the one with the longest target above it)."""
+        best = None
+        for mount in self.mounts:
+            top = mount['target'].rstrip('/')
+            if path == mount['target'] or path.startswith(top + '/'):
+                if best is None or len(mount['target']) >= len(best['target']):
+                    best = mount
+        return best
+
+    def _device_instance(self, tag):
+        """The virtiofsd that the live device with this tag has now, or None (no such device, or it is dead)."""
+        dom = self.domain
+        if dom is None or tag in dom.dead_backends or not any(t == tag for t, _s in dom.live):
+            return None
+        return dom.backends.get(tag)
+
+    def answers(self, path):
+        mount = self.holding(path)
+        if path in self.stale or mount is None:
+            return path not in self.stale
+        if mount['fstype'] != _guest.FSTYPE:
+            return True
+        return mount['instance'] is not None and mount['instance'] == self._device_instance(mount['source'])
+
+    def model_mounts(self):
+        """(target, root, options) of the binds of models, in mount order."""
+        return [(m['target'], m['root'], m['options']) for m in self.mounts
+                if m['fstype'] == _guest.FSTYPE and m['root'] != '/']
+
+    def virtiofs_mounts(self):
+        return [m for m in self.mounts if m['fstype'] == _guest.FSTYPE]
+
+    def read_ahead(self, dev):
+        return self.files.get(READ_AHEAD % dev)
 
     def proc_mounts(self):
         """/proc/self/mountinfo of the fake guest."""
-        return ''.join('%d 1 %s / %s %s - %s %s %s\n' % (self.mount_id(m), self.mount_dev(m), m[1].replace(' ', '\\040'),
-                                                         m[3], m[2], m[0], m[3]) for m in self.mounts)
+        return ''.join('%d 1 %s %s %s %s shared:%d - %s %s rw\n'
+                       % (m['id'], m['dev'], _mountinfo.escape(m['root']), _mountinfo.escape(m['target']), m['options'],
+                          m['id'], m['fstype'], _mountinfo.escape(m['source'])) for m in self.mounts)
 
-    def execute(self, argv, devices, stdin=None):
+    # --- commands ----------------------------------------------------------------------------------
+    def execute(self, argv, stdin=None):
         self.argvs.append(list(argv))
         cmd = argv[0]
         if cmd == 'sh' and argv[1:3] == ['-c', _guest.WRITE_VALUE_SCRIPT] and len(argv) == 6:
@@ -70,61 +127,91 @@ class FakeGuest:
             if argv[1] in self.files:
                 return 0, self.files[argv[1]], ''
             return 1, '', 'cat: can\'t open \'%s\': No such file or directory\n' % argv[1]
-        if cmd == 'sync':
-            return 0, '', ''
         if cmd == 'mkdir':
-            path = argv[-1]
-            if path in self.files:
-                return 1, '', "mkdir: can't create directory '%s': File exists\n" % path
-            created = []
-            parts = path.strip('/').split('/')
-            for index in range(len(parts)):
-                sub = '/' + '/'.join(parts[:index + 1])
-                if sub not in self.dirs:
-                    self.dirs.add(sub)
-                    created.append(sub)
-            return 0, ''.join("created directory: '%s'\n" % d for d in created), ''
+            return self._mkdir(argv[-1])
         if cmd == 'rmdir':
             for path in argv[1:]:
                 self.dirs.discard(path)
             return 0, '', ''
         if cmd == 'stat':
             paths = argv[4:]
-            dead = [p for p in paths if p in self.stale]
+            dead = [p for p in paths if not self.answers(p)]
             out = ''.join(p + '\n' for p in paths if p not in dead)
-            err = ''.join("stat: can't read file system information for '%s': Transport endpoint is not connected\n" % p
-                          for p in dead)
+            err = ''.join("stat: can't read file system information for '%s': %s\n" % (p, NOT_CONNECTED) for p in dead)
             return (1 if dead else 0), out, err
-        if cmd == 'mount':
-            opts, tag, path = argv[4], argv[5], argv[6]
-            if self.fail_mount:
-                return 255, '', 'mount: mounting %s on %s failed: %s\n' % (tag, path, self.fail_mount)
-            if tag not in devices:
-                return 255, '', 'mount: mounting %s on %s failed: Invalid argument\n' % (tag, path)
-            self.next_mount_id += 1
-            mount = (tag, path, 'virtiofs', opts, self.next_mount_id)
-            self.mounts.append(mount)
-            self.files['/sys/class/bdi/%s/read_ahead_kb' % self.mount_dev(mount)] = '128\n'
-            return 0, '', ''
+        if cmd == 'mount' and argv[1:2] == ['-t']:
+            return self._mount_virtiofs(argv)
+        if cmd == 'mount' and argv[1:2] == ['-o'] and argv[2].startswith('bind,'):
+            return self._bind(argv)
         if cmd == 'umount':
-            path = argv[-1]
-            lazy = '-l' in argv
-            if path in self.busy and not lazy:
-                return 1, '', 'umount: can\'t unmount %s: Device or resource busy\n' % path
-            for index in range(len(self.mounts) - 1, -1, -1):
-                if self.mounts[index][1] == path:
-                    self.files.pop('/sys/class/bdi/%s/read_ahead_kb' % self.mount_dev(self.mounts[index]), None)
-                    del self.mounts[index]
-                    return 0, '', ''
-            return 1, '', 'umount: can\'t unmount %s: Invalid argument\n' % path
+            return self._umount(argv[-1], '-l' in argv)
         raise AssertionError('unexpected guest command %r' % (argv,))
+
+    def _mkdir(self, path):
+        if path in self.files:
+            return 1, '', "mkdir: can't create directory '%s': File exists\n" % path
+        created = []
+        parts = path.strip('/').split('/')
+        for index in range(len(parts)):
+            sub = '/' + '/'.join(parts[:index + 1])
+            if sub not in self.dirs:
+                self.dirs.add(sub)
+                created.append(sub)
+        return 0, ''.join("created directory: '%s'\n" % d for d in created), ''
+
+    def _mount_virtiofs(self, argv):
+        if argv[2] != _guest.FSTYPE or argv[3] != '-o' or len(argv) != 7:
+            raise AssertionError('unexpected guest mount %r' % (argv,))
+        opts, tag, path = argv[4], argv[5], argv[6]
+        if self.fail_mount:
+            return 255, '', 'mount: mounting %s on %s failed: %s\n' % (tag, path, self.fail_mount)
+        instance = self._device_instance(tag)
+        if instance is None:
+            return 255, '', 'mount: mounting %s on %s failed: Invalid argument\n' % (tag, path)
+        mount = self.add_mount(tag, path, _guest.FSTYPE, opts, instance=instance)
+        self.files[READ_AHEAD % mount['dev']] = '128\n'
+        return 0, '', ''
+
+    def _bind(self, argv):
+        if len(argv) != 5:
+            raise AssertionError('unexpected guest bind %r' % (argv,))
+        opts, source, path = argv[2][len('bind,'):], argv[3], argv[4]
+        if self.fail_mount:
+            return 255, '', 'mount: mounting %s on %s failed: %s\n' % (source, path, self.fail_mount)
+        if path not in self.dirs:
+            return 255, '', 'mount: mounting %s on %s failed: No such file or directory\n' % (source, path)
+        base = self.holding(source)
+        if base is None or base['target'] == source:
+            raise AssertionError('the fake binds only directories below a mount: %r' % (argv,))
+        if base['fstype'] == _guest.FSTYPE and not self.answers(base['target']):
+            return 255, '', 'mount: mounting %s on %s failed: %s\n' % (source, path, NOT_CONNECTED)
+        below = source[len(base['target'].rstrip('/')):]
+        if base['fstype'] == _guest.FSTYPE and self.domain is not None and self.domain.host is not None:
+            view = [s for t, s in self.domain.live if t == base['source']][-1]
+            if below.strip('/') not in self.domain.host.entries_in(view):
+                return 255, '', 'mount: mounting %s on %s failed: No such file or directory\n' % (source, path)
+        self.add_mount(base['source'], path, base['fstype'], opts, root=base['root'].rstrip('/') + below,
+                       dev=base['dev'], instance=base['instance'])
+        return 0, '', ''
+
+    def _umount(self, path, lazy):
+        if path in self.busy and not lazy:
+            return 1, '', 'umount: can\'t unmount %s: Device or resource busy\n' % path
+        mount = self.visible(path)
+        if mount is None:
+            return 1, '', 'umount: can\'t unmount %s: Invalid argument\n' % path
+        self.mounts.remove(mount)
+        self.stale.discard(path)
+        if not [m for m in self.mounts if m['dev'] == mount['dev']]:
+            # The file system's last mount is gone, and its readahead setting with it.
+            self.files.pop(READ_AHEAD % mount['dev'], None)
+        return 0, '', ''
 
 
 class FakeDomain:
     """Implements the methods of ``_libvirt.Domain`` on plain data."""
 
-    def __init__(self, name='vm1', uuid='11111111-2222-3333-4444-555555555555', active=True, persistent=True,
-                 shared_memory=True):
+    def __init__(self, name='vm1', uuid=UUID, active=True, persistent=True, shared_memory=True):
         self.name = name
         self.uuid = uuid
         self.active = active
@@ -134,6 +221,8 @@ class FakeDomain:
         self.config = []
         self.meta = {'live': None, 'config': None}
         self.guest = FakeGuest()
+        self.guest.domain = self
+        self.host = None        # a FakeHost: what the export directories hold
         self.dead_backends = set()
         self.backends = {}      # tag -> the "virtiofsd" of its live device: a new one for each attach
         self.fail_metadata = 0  # how many metadata writes fail from now on
@@ -182,6 +271,7 @@ class FakeDomain:
         if live:
             self.live.append((tag, source))   # no duplicate check, like libvirt 9.0 on a live attach
             self.backends[tag] = '%d.%d' % (4000 + len(self.calls), 7)
+            self.dead_backends.discard(tag)
         if config:
             self.config.append((tag, source))
 
@@ -237,7 +327,7 @@ class FakeDomain:
             result = {}
         elif name == 'guest-exec':
             stdin = base64.b64decode(args['input-data']) if 'input-data' in args else None
-            rc, out, err = self.guest.execute([args['path']] + args.get('arg', []), [t for t, _s in self.live], stdin)
+            rc, out, err = self.guest.execute([args['path']] + args.get('arg', []), stdin)
             pid = len(self._pids) + 100
             self._pids[pid] = {'exited': True, 'exitcode': rc,
                                'out-data': base64.b64encode(out.encode()).decode(),
@@ -300,14 +390,51 @@ class FakeConnection:
         pass
 
 
+def guest_run(dom, argv):
+    """Run a command in the fake guest as the guest itself would (a boot, an admin); fails the test on an error."""
+    rc, out, err = dom.guest.execute(argv)
+    if rc != 0:
+        raise AssertionError('%r failed in the fake guest: %s' % (argv, err or out))
+    return out
+
+
+RECORD = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+          'device': 'aimodel-ro', 'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto',
+          'read_ahead_kb': 1024, 'mount_root': '/var/lib/aimodel/volumes'}
+
+
 def mounted_domain():
-    """A fake VM with model m recorded, attached live and persistent, mounted in the guest and in its fstab."""
+    """A fake VM with model m recorded on the shared read-only device (live and persistent), the device's base
+    mount (readahead 1024 KiB) and the model's bind in the guest, and both in its fstab."""
     dom = FakeDomain()
-    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
-           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto'}
+    view = _export.view_dir(dom.uuid, 'ro')
+    dom.meta['live'] = dom.meta['config'] = _record.render({'m': dict(RECORD)})
+    dom.attach(_libvirt.filesystem_xml(view, 'aimodel-ro'), True, True)
+    guest_run(dom, ['mkdir', '-p', '/run/aimodel/ro'])
+    guest_run(dom, ['mount', '-t', 'virtiofs', '-o', 'ro,nosuid,nodev', 'aimodel-ro', '/run/aimodel/ro'])
+    dom.guest.files[READ_AHEAD % dom.guest.visible('/run/aimodel/ro')['dev']] = '1024\n'
+    guest_run(dom, ['mkdir', '-p', '/mnt/m'])
+    guest_run(dom, ['mount', '-o', 'bind,ro,nosuid,nodev', '/run/aimodel/ro/aim-m-1', '/mnt/m'])
+    dom.guest.files['/etc/fstab'] += (_guest.fstab_base_line('aimodel-ro', '/run/aimodel/ro', True) + '\n'
+                                      + _guest.fstab_bind_line('/run/aimodel/ro/aim-m-1', '/mnt/m', '/run/aimodel/ro',
+                                                               True) + '\n')
+    dom.calls = []
+    dom.guest.argvs = []
+    return dom
+
+
+def legacy_domain():
+    """A fake VM with model m recorded the earlier way: no ``device`` in the record, a virtiofs device of its
+    own tagged with the record's tag, mounted in the guest at mount_path, and its old fstab line."""
+    dom = FakeDomain()
+    rec = dict(RECORD)
+    del rec['device'], rec['mount_root']
     dom.meta['live'] = dom.meta['config'] = _record.render({'m': rec})
-    dom.live = [('aim-m-1', '/src')]
-    dom.config = [('aim-m-1', '/src')]
-    dom.guest.mounts.append(('aim-m-1', '/mnt/m', 'virtiofs', 'ro'))
+    dom.attach(_libvirt.filesystem_xml('/src', 'aim-m-1'), True, True)
+    guest_run(dom, ['mkdir', '-p', '/mnt/m'])
+    guest_run(dom, ['mount', '-t', 'virtiofs', '-o', 'ro', 'aim-m-1', '/mnt/m'])
+    dom.guest.files[READ_AHEAD % dom.guest.visible('/mnt/m')['dev']] = '1024\n'
     dom.guest.files['/etc/fstab'] += 'aim-m-1 /mnt/m virtiofs ro,nofail 0 0\n'
+    dom.calls = []
+    dom.guest.argvs = []
     return dom

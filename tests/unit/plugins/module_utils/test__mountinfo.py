@@ -15,9 +15,21 @@ def test_parse_mountinfo_unescapes():
     mounts = _mountinfo.parse_mountinfo('28 1 0:24 / /mnt/with\\040space ro,relatime shared:5 - virtiofs aim-a rw\n'
                                         '3 1 0:3 / /proc rw - proc proc rw\n'
                                         'garbage line\n')
-    assert mounts[0] == {'id': '28', 'dev': '0:24', 'source': 'aim-a', 'target': '/mnt/with space', 'fstype': 'virtiofs',
-                         'options': ['ro', 'relatime'], 'super_options': ['rw']}
-    assert len(mounts) == 2 and mounts[1]['target'] == '/proc'
+    assert mounts[0] == {'id': '28', 'dev': '0:24', 'root': '/', 'source': 'aim-a', 'target': '/mnt/with space',
+                         'fstype': 'virtiofs', 'options': ['ro', 'relatime'], 'propagation': ['shared:5'],
+                         'super_options': ['rw']}
+    assert len(mounts) == 2 and mounts[1]['target'] == '/proc' and mounts[1]['propagation'] == []
+
+
+def test_parse_mountinfo_root_and_propagation_of_a_bind():
+    # A guest's bind of a model from a device's base mount: the same source and device, the entry as its root.
+    mounts = _mountinfo.parse_mountinfo(
+        '40 30 0:52 / /run/aimodel/ro ro,nosuid,nodev shared:7 - virtiofs aimodel-ro rw\n'
+        '41 30 0:52 /aim-m1-ca0df2c9 /mnt/models/m1 ro,nosuid,nodev shared:7 master:3 - virtiofs aimodel-ro rw\n'
+        '42 30 0:52 /dir\\040x /mnt/x rw - virtiofs aimodel-rw rw\n')
+    assert [(m['root'], m['propagation']) for m in mounts] == [
+        ('/', ['shared:7']), ('/aim-m1-ca0df2c9', ['shared:7', 'master:3']), ('/dir x', [])]
+    assert mounts[1]['dev'] == mounts[0]['dev'] and mounts[1]['source'] == 'aimodel-ro'
 
 
 def test_escape_is_the_inverse_of_unescape():

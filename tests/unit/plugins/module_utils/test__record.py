@@ -13,8 +13,8 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 
 def test_record_round_trip():
     rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
-           'read_only': False, 'persist': True, 'guest_mount': True, 'cache': 'auto', 'read_ahead_kb': 1024,
-           'created': 't', 'updated': 't'}
+           'device': 'aimodel-rw', 'read_only': False, 'persist': True, 'guest_mount': True, 'cache': 'auto',
+           'read_ahead_kb': 1024, 'mount_root': '/var/lib/aimodel/volumes', 'created': 't', 'updated': 't'}
     parsed = _record.parse(_record.render({'m': rec}))
     assert parsed == {'m': rec}
     # A record written before read_ahead_kb existed reads as None (and differs from any desired value).
@@ -24,3 +24,14 @@ def test_record_round_trip():
     assert _record.same(parsed['m'], dict(rec, updated='later'))
     assert not _record.same(parsed['m'], dict(rec, mount_path='/mnt/x'))
     assert _record.parse(None) == {}
+
+
+def test_a_record_of_the_earlier_layout_has_no_device():
+    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+           'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto', 'read_ahead_kb': 1024}
+    parsed = _record.parse(_record.render({'m': rec}))['m']
+    assert parsed['device'] is None and parsed['mount_root'] is None
+    # It is not the mount a run asks for now, which names the shared device: the run converges it.
+    assert not _record.same(parsed, dict(rec, device='aimodel-ro', mount_root='/var/lib/aimodel/volumes'))
+    assert _record.public(dict(parsed, verified='x'))['device'] is None
+    assert 'verified' not in _record.public(dict(parsed, verified='x'))

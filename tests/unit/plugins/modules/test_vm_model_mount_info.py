@@ -8,31 +8,84 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
-from ansible_collections.aimodel.kvm.tests.unit.plugins.modules.test_vm_model_mount import ARGS
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import UUID
+from ansible_collections.aimodel.kvm.tests.unit.plugins.modules.test_vm_model_mount import ARGS, POINT, TAG, \
+    guest_read_ahead, legacy
+
+
+def info(run_module, vm='vm1'):
+    return run_module(vm_model_mount_info, {'vm': vm} if vm else {})
 
 
 def test_info_of_a_missing_vm_is_empty(domain, host, run_module):
-    result = run_module(vm_model_mount_info, {'vm': 'no-such-vm'})
+    result = info(run_module, 'no-such-vm')
     assert result['mounts'] == [] and result['orphans'] == [] and result['vms'] == []
     assert result['changed'] is False
 
 
 def test_info_reports_a_fresh_mount_as_mounted(domain, host, run_module):
     run_module(vm_model_mount, ARGS)
-    result = run_module(vm_model_mount_info, {})
+    result = info(run_module, None)
     assert [(m['vm'], m['model'], m['status'], m['reasons']) for m in result['mounts']] == [('vm1', 'm1', 'mounted', [])]
+    entry = result['mounts'][0]
+    assert entry['layout'] == 'shared_device' and entry['device'] == 'aimodel-ro' and entry['host_pinned'] == 'pinned'
+    assert entry['guest_mounted'] is True and entry['guest_accessible'] is True and entry['in_fstab'] is True
+    assert 'verified' not in entry
     assert result['vms'][0]['guest_reachable'] is True and result['orphans'] == []
 
 
 def test_info_reports_readahead_drift(domain, host, run_module):
     run_module(vm_model_mount, ARGS)
-    mount = [m for m in domain.guest.mounts if m[2] == 'virtiofs'][-1]
-    domain.guest.files['/sys/class/bdi/%s/read_ahead_kb' % domain.guest.mount_dev(mount)] = '128\n'
-    entry = run_module(vm_model_mount_info, {'vm': 'vm1'})['mounts'][0]
+    base = domain.guest.visible('/run/aimodel/ro')
+    domain.guest.files['/sys/class/bdi/%s/read_ahead_kb' % base['dev']] = '128\n'
+    entry = info(run_module)['mounts'][0]
     assert entry['guest_read_ahead_kb'] == 128 and entry['reasons'] == ['read_ahead_differs']
     assert entry['status'] == 'degraded'
     run_module(vm_model_mount, ARGS)
-    entry = run_module(vm_model_mount_info, {'vm': 'vm1'})['mounts'][0]
+    assert guest_read_ahead(domain) == '1024\n'
+    entry = info(run_module)['mounts'][0]
     assert entry['guest_read_ahead_kb'] == 1024 and entry['status'] == 'mounted'
+
+
+def test_info_reports_a_model_that_is_not_pinned(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    host.unpin(UUID, 'ro', TAG)
+    entry = info(run_module)['mounts'][0]
+    assert entry['host_pinned'] == 'missing' and entry['reasons'] == ['not_pinned'] and entry['status'] == 'degraded'
+    run_module(vm_model_mount, ARGS)
+    assert info(run_module)['mounts'][0]['reasons'] == []
+
+
+def test_info_reports_a_stale_pin(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    host.mount_ids[POINT] = '999'       # the volume was mounted again since the model was pinned
+    entry = info(run_module)['mounts'][0]
+    assert entry['host_pinned'] == 'stale' and entry['reasons'] == ['pin_stale']
+    run_module(vm_model_mount, ARGS)
+    entry = info(run_module)['mounts'][0]
+    assert entry['host_pinned'] == 'pinned' and entry['status'] == 'mounted'
+
+
+def test_info_reports_a_bind_without_a_record(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    host.dirs.add(POINT + '/models/x')
+    host.pin(UUID, 'ro', 'aim-x-12345678', POINT, 'models/x', True)
+    result = info(run_module)
+    assert result['orphans'] == [{'vm': 'vm1', 'kind': 'bind_without_record', 'where': 'host', 'tag': 'aim-x-12345678',
+                                  'source': _export.entry_path(UUID, 'ro', 'aim-x-12345678')}]
+    assert result['mounts'][0]['status'] == 'mounted'
+    only_m1 = run_module(vm_model_mount_info, {'vm': 'vm1', 'model': 'm1'})
+    assert only_m1['orphans'] == [] and len(only_m1['mounts']) == 1
+
+
+def test_info_reports_the_layout_of_a_model_mounted_the_earlier_way(domain, host, run_module):
+    legacy(domain, host)
+    entry = info(run_module)['mounts'][0]
+    assert entry['layout'] == 'own_device' and entry['device'] is None and entry['host_pinned'] is None
+    assert entry['device_live'] is True and entry['guest_mounted'] is True
+    run_module(vm_model_mount, ARGS)
+    entry = info(run_module)['mounts'][0]
+    assert entry['layout'] == 'shared_device' and entry['status'] == 'mounted' and entry['reasons'] == []
