@@ -3,13 +3,14 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The guest agent: reads without a guest process, writes, mounts, readahead, fstab editing."""
+"""The guest agent: reads without a guest process, writes, mounts and binds, readahead, fstab editing."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain, guest_run
 
 
 FSTAB = '# comment\n/dev/vda /persist ext4 rw 0 0\naim-a-1 /mnt/a virtiofs ro,nofail 0 0\n'
@@ -48,7 +49,7 @@ def test_agent_without_file_commands_falls_back_to_cat():
     assert ['cat', '/proc/self/mountinfo'] in dom.guest.argvs
 
 
-def test_fstab_edit():
+def test_fstab_edit_of_a_model_with_a_device_of_its_own():
     line = _guest.fstab_line('aim-b-2', '/mnt/b', True)
     assert line == 'aim-b-2 /mnt/b virtiofs ro,nofail 0 0'
     added = _guest.fstab_with(FSTAB, 'aim-b-2', line)
@@ -134,3 +135,102 @@ def test_set_and_read_the_guest_readahead():
     agent.set_read_ahead_kb('0:24', 2048)
     assert dom.guest.files['/sys/class/bdi/0:24/read_ahead_kb'] == '2048\n'
     assert ['sh', '-c', _guest.WRITE_VALUE_SCRIPT, 'sh', '2048', '/sys/class/bdi/0:24/read_ahead_kb'] in dom.guest.argvs
+
+
+SHARED = ('# comment\n/dev/vda /persist ext4 rw 0 0\n'
+          'aimodel-ro /run/aimodel/ro virtiofs ro,nosuid,nodev,nofail 0 0\n'
+          '/run/aimodel/ro/aim-a-1 /mnt/a none bind,ro,nosuid,nodev,nofail,'
+          'x-systemd.requires-mounts-for=/run/aimodel/ro 0 0\n')
+
+
+def test_fstab_lines_of_the_shared_layout():
+    assert _guest.fstab_base_line('aimodel-ro', '/run/aimodel/ro', True) == \
+        'aimodel-ro /run/aimodel/ro virtiofs ro,nosuid,nodev,nofail 0 0'
+    assert _guest.fstab_base_line('aimodel-rw-always', '/run/aimodel/rw-always', False) == \
+        'aimodel-rw-always /run/aimodel/rw-always virtiofs rw,nosuid,nodev,nofail 0 0'
+    assert _guest.fstab_bind_line('/run/aimodel/ro/aim-a-1', '/mnt/a', '/run/aimodel/ro', True) == \
+        '/run/aimodel/ro/aim-a-1 /mnt/a none bind,ro,nosuid,nodev,nofail,x-systemd.requires-mounts-for=/run/aimodel/ro 0 0'
+    assert _guest.fstab_bind_line('/run/aimodel/rw/aim-a-1', '/srv/my models', '/run/aimodel/rw', False) == \
+        '/run/aimodel/rw/aim-a-1 /srv/my\\040models none bind,rw,nosuid,nodev,nofail,' \
+        'x-systemd.requires-mounts-for=/run/aimodel/rw 0 0'
+
+
+def test_fstab_lines_are_found_by_their_first_field():
+    assert _guest.fstab_find(SHARED, 'aimodel-ro').startswith('aimodel-ro /run/aimodel/ro virtiofs')
+    assert _guest.fstab_find(SHARED, '/run/aimodel/ro/aim-a-1').startswith('/run/aimodel/ro/aim-a-1 /mnt/a none bind,')
+    assert _guest.fstab_find(SHARED, '/mnt/a') is None, 'the second field is no key'
+    assert _guest.fstab_find(SHARED, 'aim-a-1') is None
+    assert _guest.fstab_find('/x\\040y /mnt/b none bind 0 0\n', '/x y') == '/x\\040y /mnt/b none bind 0 0'
+
+
+def test_fstab_with_replaces_a_line_where_it_is():
+    moved = _guest.fstab_bind_line('/run/aimodel/ro/aim-a-1', '/srv/a', '/run/aimodel/ro', True)
+    text = _guest.fstab_with(SHARED, '/run/aimodel/ro/aim-a-1', moved)
+    assert text.splitlines() == SHARED.splitlines()[:3] + [moved]
+    # The base line replaced in place stays before the binds from it; a duplicate line of the key goes.
+    doubled = SHARED + SHARED.splitlines()[2] + '\n'
+    text = _guest.fstab_with(doubled, 'aimodel-ro', _guest.fstab_base_line('aimodel-ro', '/run/aimodel/ro', False))
+    assert text.splitlines()[2].startswith('aimodel-ro /run/aimodel/ro virtiofs rw,') and text.count('aimodel-ro ') == 1
+    assert text.splitlines()[3].startswith('/run/aimodel/ro/aim-a-1 ')
+    added = _guest.fstab_with(SHARED, '/run/aimodel/ro/aim-b-2', 'B')
+    assert added == SHARED + 'B\n'
+    assert _guest.fstab_with('', 'aimodel-ro', 'L') == 'L\n'
+
+
+def test_fstab_without_keeps_every_other_line():
+    text = _guest.fstab_without(SHARED, '/run/aimodel/ro/aim-a-1')
+    assert text == '\n'.join(SHARED.splitlines()[:3]) + '\n'
+    assert _guest.fstab_without(text, 'aimodel-ro') == '# comment\n/dev/vda /persist ext4 rw 0 0\n'
+    assert _guest.fstab_without(SHARED, 'aim-nope') == SHARED
+
+
+def test_base_mount_and_bind_argv():
+    dom = FakeDomain()
+    dom.attach(_libvirt.filesystem_xml('/view', 'aimodel-ro'), True, False)
+    agent = _guest.Agent(dom)
+    agent.make_dirs('/run/aimodel/ro')
+    agent.mount_virtiofs('aimodel-ro', '/run/aimodel/ro', True, 1.0, _guest.MODEL_OPTIONS)
+    agent.make_dirs('/mnt/a')
+    agent.bind_mount('/run/aimodel/ro/aim-a-1', '/mnt/a', True)
+    assert [a for a in dom.guest.argvs if a[0] == 'mount'] == [
+        ['mount', '-t', 'virtiofs', '-o', 'ro,nosuid,nodev', 'aimodel-ro', '/run/aimodel/ro'],
+        ['mount', '-o', 'bind,ro,nosuid,nodev', '/run/aimodel/ro/aim-a-1', '/mnt/a']]
+    base, bind = agent.mounts()[-2:]
+    assert (base['source'], base['root'], base['fstype']) == ('aimodel-ro', '/', 'virtiofs')
+    assert (bind['source'], bind['root'], bind['fstype'], bind['target']) == ('aimodel-ro', '/aim-a-1', 'virtiofs', '/mnt/a')
+    assert bind['dev'] == base['dev'], 'one file system: one readahead setting'
+    assert 'ro' in bind['options'] and 'nosuid' in bind['options'] and 'nodev' in bind['options']
+    agent.bind_mount('/run/aimodel/ro/aim-a-1', '/mnt/a', False)
+    assert dom.guest.argvs[-1] == ['mount', '-o', 'bind,rw,nosuid,nodev', '/run/aimodel/ro/aim-a-1', '/mnt/a']
+
+
+def test_bind_failure_names_both_paths():
+    dom = FakeDomain()
+    dom.attach(_libvirt.filesystem_xml('/view', 'aimodel-ro'), True, False)
+    guest_run(dom, ['mkdir', '-p', '/run/aimodel/ro'])
+    guest_run(dom, ['mount', '-t', 'virtiofs', '-o', 'ro', 'aimodel-ro', '/run/aimodel/ro'])
+    try:
+        _guest.Agent(dom).bind_mount('/run/aimodel/ro/aim-a-1', '/mnt/nowhere', True)
+    except _guest.GuestError as exc:
+        assert 'binding /run/aimodel/ro/aim-a-1 onto /mnt/nowhere failed in VM vm1' in str(exc)
+        assert 'No such file or directory' in str(exc)
+    else:
+        raise AssertionError('no error')
+
+
+def test_readahead_of_a_base_mount_is_shared_by_its_binds():
+    dom = FakeDomain()
+    dom.attach(_libvirt.filesystem_xml('/view', 'aimodel-ro'), True, False)
+    guest_run(dom, ['mkdir', '-p', '/run/aimodel/ro'])
+    guest_run(dom, ['mount', '-t', 'virtiofs', '-o', 'ro', 'aimodel-ro', '/run/aimodel/ro'])
+    guest_run(dom, ['mkdir', '-p', '/mnt/a'])
+    guest_run(dom, ['mount', '-o', 'bind,ro,nosuid,nodev', '/run/aimodel/ro/aim-a-1', '/mnt/a'])
+    agent = _guest.Agent(dom)
+    bind = agent.mounts()[-1]
+    assert agent.read_ahead_kb(bind['dev']) == 128
+    agent.set_read_ahead_kb(bind['dev'], 2048)
+    assert agent.read_ahead_kb(agent.mounts()[-2]['dev']) == 2048
+    agent.umount('/run/aimodel/ro')
+    assert agent.read_ahead_kb(bind['dev']) == 2048, 'the file system lives while a bind of it does'
+    agent.umount('/mnt/a')
+    assert agent.read_ahead_kb(bind['dev']) is None

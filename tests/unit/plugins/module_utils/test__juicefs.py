@@ -57,3 +57,32 @@ def test_mount_id_of_the_visible_mount(tmp_path):
                     '31 1 0:41 / /other rw - tmpfs tmpfs rw\n')
     assert _juicefs.Host().mount_id('/var/lib/aimodel/volumes/v x/ro', str(info)) == '30'
     assert _juicefs.Host().mount_id('/nowhere', str(info)) is None
+
+
+def test_check_source_walks_the_volume(tmp_path):
+    (tmp_path / 'models' / 'm1').mkdir(parents=True)
+    (tmp_path / 'models' / 'link').symlink_to('m1')
+    host = _juicefs.Host()
+    assert host.check_source(str(tmp_path), 'models/m1') is True
+    assert host.check_source(str(tmp_path), 'models/nope') is None
+    with pytest.raises(_juicefs.VolumeError) as err:
+        host.check_source(str(tmp_path), 'models/link')
+    assert 'models/link is a symbolic link' in str(err.value)
+
+
+def test_the_export_tree_as_the_host_mount_table_shows_it(monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _export
+    from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import parse_mountinfo
+    uuid = '11111111-2222-3333-4444-555555555555'
+    view = _export.view_dir(uuid, 'ro')
+    table = parse_mountinfo('30 1 252:1 /stage %s ro shared:1 - ext4 /dev/vda1 rw\n'
+                            '31 30 0:40 /models/a %s/aim-a-1 ro shared:1 - fuse.juicefs JuiceFS:v rw\n'
+                            '32 30 0:40 /models/b %s/aim-b-2 ro shared:1 - fuse.juicefs JuiceFS:v rw\n'
+                            '33 30 0:41 /models/b %s/aim-b-2 ro shared:1 - fuse.juicefs JuiceFS:v rw\n'
+                            % (view, view, view, view))
+    monkeypatch.setattr(_export, 'host_mounts', lambda path=None: table)
+    host = _juicefs.Host()
+    assert host.entry_id(uuid, 'ro', 'aim-a-1') == '31:0:40'
+    assert host.entry_id(uuid, 'ro', 'aim-b-2') == '33:0:41', 'the visible bind'
+    assert host.entry_id(uuid, 'ro', 'aim-c-3') is None and host.entry_id(uuid, 'rw', 'aim-a-1') is None
+    assert host.bound_entries(uuid) == [('ro', 'aim-a-1'), ('ro', 'aim-b-2')]
