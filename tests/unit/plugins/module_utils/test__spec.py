@@ -131,3 +131,23 @@ def test_mount_path_hostile_characters(raw):
     with pytest.raises(_spec.SpecError) as err:
         _spec.normalize_mount_path(raw)
     assert err.value.field == 'mount_path'
+
+
+def _params(**changes):
+    params = dict(model='m1', state='mounted', source_path='models/m1', mount_path=None, read_only=True, persist=True,
+                  guest_mount=True, cache='auto', read_ahead_kb=1024, lock_timeout=120, agent_timeout=30,
+                  device_timeout=60, volume=dict(name='labvol', meta_url='sqlite3:///x.db', meta_password=None,
+                                                 mount_root='/srv/volumes', cache_dir=None, cache_size=None,
+                                                 client_path=None))
+    params.update(changes)
+    return params
+
+
+@pytest.mark.parametrize('read_only, cache, device', [
+    (True, 'auto', 'aimodel-ro'), (False, 'auto', 'aimodel-rw'), (True, 'always', 'aimodel-ro-always'),
+    (False, 'always', 'aimodel-rw-always'),
+])
+def test_desired_names_the_shared_device_and_the_mount_root(read_only, cache, device):
+    desired, volume = _spec.desired_from_params(_params(read_only=read_only, cache=cache))
+    assert desired['device'] == device and desired['tag'] == _spec.derive_tag('m1')
+    assert desired['mount_root'] == volume['mount_root'] == '/srv/volumes'
