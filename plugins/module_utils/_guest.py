@@ -331,3 +331,19 @@ def fstab_with(text, first, line):
     else:
         lines.append(line)
     return '\n'.join(lines) + '\n'
+
+
+def fstab_before(text, first, line, prefix):
+    """The fstab with exactly one line for this first field, before the first line whose first field starts
+    with ``prefix`` (a device's base line before the binds from it); unchanged when it already is."""
+    lines = (text or '').splitlines()
+    fields = [_first_field(existing) for existing in lines]
+    later = [i for i, f in enumerate(fields) if f is not None and f.startswith(escape(prefix))]
+    mine = [i for i, f in enumerate(fields) if f == escape(first)]
+    if len(mine) == 1 and lines[mine[0]].strip() == line and (not later or mine[0] < later[0]):
+        return text
+    kept = [existing for i, existing in enumerate(lines) if i not in mine]
+    fields = [_first_field(existing) for existing in kept]
+    later = [i for i, f in enumerate(fields) if f is not None and f.startswith(escape(prefix))]
+    kept.insert(later[0] if later else len(kept), line)
+    return '\n'.join(kept) + '\n'

@@ -79,7 +79,10 @@ class Mount:
         self.live_dev = None
         self.want_config = False
         self.guest_touched = False
-        self.base_dev = None
+        # Set by the guest layers: the bind and base mount that stay, and the IDs of dead mounts cleared.
+        self.keep = None
+        self.base_here = None
+        self.cleared = set()
 
     def model_mounts(self):
         """Every guest mount of this model: its binds from the shared device, and those of an earlier record
@@ -269,32 +272,79 @@ def read_ahead_of(state, device, desired):
     return max(wanted)
 
 
+def _guest_facts(m):
+    """What of the guest side can stay: the model's bind at mount_path (``m.keep``) and the device's base mount
+    (``m.base_here``). A mount is kept when it is of the live device, of the right access mode, not made stale by
+    a new pin, and readable: proven before under the same data path, else probed (one guest process for the
+    bind and the base). Every guest mount of a device that is gone, or whose base mount cannot be read (the
+    device was attached again underneath), is dead: all of them are cleared, lazily, before anything else."""
+    ctx, state, desired, device, path = m.ctx, m.ctx.state, m.desired, m.device, m.path
+    mine = [e for e in state.model_mounts(desired) if e['target'] == path] if desired['guest_mount'] else []
+    keep = mine[-1] if mine else None
+    ro_opt = 'ro' if desired['read_only'] else 'rw'
+    if keep is not None and (m.repinned or ro_opt not in keep['options'] or m.live_dev is None):
+        keep = None
+    base_here = state.base_mount(device) if m.live_dev is not None else None
+    probe = []
+    if keep is not None:
+        now = state.data_path(device, ctx.host, m.key, m.entry, keep['id'])
+        if now is not None and (m.current or {}).get('verified') == now:
+            # Proven readable before, and neither its virtiofsd, nor its bind on the host, nor the guest mount
+            # has changed since: not probed again (no guest process on a no-op).
+            m.verified = now
+        else:
+            probe.append(path)
+    if base_here is not None and desired['guest_mount'] and (probe or keep is None):
+        probe.append(base_here['target'])
+    answered = ctx.agent.accessible_many(probe) if probe else {}
+    if keep is not None and path in answered:
+        if answered[path]:
+            m.verified = state.data_path(device, ctx.host, m.key, m.entry, keep['id'])
+        else:
+            keep = None
+    dead = state.guest_mounts_of(device) if m.live_dev is None else []
+    if base_here is not None and answered.get(base_here['target']) is False:
+        dead = state.guest_mounts_of(device)
+    if dead:
+        for entry in reversed(dead):
+            ctx.plan.add('unmount the dead %s from %s in the guest (its device is gone or was attached again)'
+                         % (device, entry['target']), lambda target=entry['target']: ctx.guest_umount(target, True))
+        m.cleared = set(e['id'] for e in dead)
+        base_here = keep = None
+        m.guest_touched = True
+    m.keep, m.base_here = keep, base_here
+
+
 def _guest_base(m):
     """The shared device mounted once in the guest at its base (nosuid, nodev), and its readahead (the guest
     kernel's default of 128 KiB reads the weights slower)."""
-    if not (m.running and m.desired['guest_mount']):
+    if not m.running:
+        return
+    _guest_facts(m)
+    if not m.desired['guest_mount']:
         return
     ctx, state, agent, device, base = m.ctx, m.ctx.state, m.ctx.agent, m.device, m.base
     add = ctx.plan.add
     read_only = m.key.startswith('ro')
     read_ahead = read_ahead_of(state, device, m.desired)
-    here = state.base_mount(device) if m.live_dev is not None else None
+    here = m.base_here
     if here is not None and ('ro' in here['options']) != read_only:
         add('unmount the base mount %s of %s in the guest (wrong access mode)' % (base, device),
             lambda: ctx.guest_umount(base, True))
         here = None
     if here is None:
-        made = {}
+        made, created = {}, []
 
         def mount_base():
-            agent.make_dirs(base)
+            created.extend(agent.make_dirs(base))
             agent.mount_virtiofs(device, base, read_only, ctx.params['device_timeout'], _guest.MODEL_OPTIONS)
-            found = [e for e in agent.mounts() if e['source'] == device and e['target'] == base]
-            if not found:
-                raise OperationFailed('the guest mounted %s at %s but its mount table does not show it' % (device, base))
-            made.update(found[-1])
+            made.update(_confirm_guest_mount(ctx, device, base))
+
+        def unmount_base():
+            agent.umount(base)
+            agent.remove_dirs(created)
         add('mount the shared device %s at %s in the guest (%s)' % (device, base, 'ro' if read_only else 'rw'),
-            mount_base, lambda: agent.umount(base), 'unmounted %s from %s in the guest' % (device, base))
+            mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base))
         if read_ahead:
             add('set the readahead of %s in the guest to %d KiB' % (device, read_ahead),
                 lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
@@ -311,6 +361,19 @@ def _guest_base(m):
             m.guest_touched = True
 
 
+def _confirm_guest_mount(ctx, device, target):
+    """The guest's new mount of the device at target, from its mount table; a mount the step made but cannot
+    confirm is taken back here (the step fails, so the rollback would not undo it)."""
+    try:
+        found = [e for e in ctx.agent.mounts() if e['source'] == device and e['target'] == target]
+        if not found:
+            raise OperationFailed('the guest mounted %s at %s but its mount table does not show it' % (device, target))
+    except Exception:
+        ctx.guest_umount(target, True)
+        raise
+    return found[-1]
+
+
 def fstab_for(text, state, desired, current):
     """The guest fstab with the desired model's lines (its device's base line first, then its bind), without
     the lines of an earlier record of it; the base line goes with the last persisted model of its device."""
@@ -323,8 +386,8 @@ def fstab_for(text, state, desired, current):
     device = desired['device']
     base = _export.guest_base(_export.key_of_tag(device))
     if desired['guest_mount'] and desired['persist']:
-        if _guest.fstab_find(new, device) is None:
-            new = _guest.fstab_with(new, device, _guest.fstab_base_line(device, base, device.split('-')[1] == 'ro'))
+        new = _guest.fstab_before(new, device, _guest.fstab_base_line(device, base, device.split('-')[1] == 'ro'),
+                                  base + '/')
         new = _guest.fstab_with(new, fstab_key(desired), _guest.fstab_bind_line(
             fstab_key(desired), desired['mount_path'], base, desired['read_only']))
     else:
@@ -363,41 +426,24 @@ def _guest_mount(m):
         return
     ctx, desired, path, agent = m.ctx, m.desired, m.path, m.ctx.agent
     add = ctx.plan.add
-    mounts = m.model_mounts()
-    mine = [e for e in ctx.state.model_mounts(desired) if e['target'] == path] if desired['guest_mount'] else []
-    keep = mine[-1] if mine else None
-    ro_opt = 'ro' if desired['read_only'] else 'rw'
-    if keep is not None and (m.repinned or ro_opt not in keep['options'] or m.live_dev is None):
-        keep = None
-    if keep is not None:
-        now = ctx.state.data_path(m.device, ctx.host, m.key, m.entry, keep['id'])
-        if now is not None and (m.current or {}).get('verified') == now:
-            # Proven readable before, and neither its virtiofsd, nor its bind on the host, nor the guest mount
-            # has changed since: not probed again (no guest process on a no-op).
-            m.verified = now
-        elif ctx.agent.accessible_many([path]).get(path, False):
-            m.verified = now
-        else:
-            keep = None
-    for entry in reversed(mounts):
-        if entry is keep:
+    keep = m.keep
+    for entry in reversed(m.model_mounts()):
+        if entry is keep or entry['id'] in m.cleared:
             continue
         add('unmount %s from %s in the guest (%s)' % (entry['source'], entry['target'], _why(m, entry)),
             lambda target=entry['target']: ctx.guest_umount(target, True))
         m.guest_touched = True
     if desired['guest_mount'] and keep is None:
         source = '%s/%s' % (m.base, m.entry)
+        ro_opt = 'ro' if desired['read_only'] else 'rw'
 
         def bind():
             agent.bind_mount(source, path, desired['read_only'])
-            found = [e for e in agent.mounts() if e['source'] == m.device and e['target'] == path]
-            if not found:
-                ctx.guest_umount(path, True)
-                raise OperationFailed('the guest bound %s at %s but its mount table does not show it' % (source, path))
+            found = _confirm_guest_mount(ctx, m.device, path)
             m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), m.device, ctx.host,
-                                          m.key, m.entry, found[-1]['id'])
+                                          m.key, m.entry, found['id'])
         add('bind %s at %s in the guest (%s)' % (source, path, ro_opt), bind,
-            lambda: agent.umount(path), 'unmounted %s from the guest' % path)
+            lambda: ctx.guest_umount(path, True), 'unmounted %s from the guest' % path)
         m.guest_touched = True
 
 

@@ -55,7 +55,7 @@ class Plan:
             try:
                 step.do()
             except Exception as exc:  # pylint: disable=broad-except
-                raise OperationFailed(self._failure(step, done, exc))
+                raise OperationFailed(self._failure(step, done, exc), field=getattr(exc, 'field', None))
             done.append(step)
 
     def _failure(self, step, done, exc):

@@ -110,3 +110,11 @@ def test_read_ahead_of_a_device_is_the_largest_its_models_ask():
     assert _mounted.read_ahead_of(state, 'aimodel-ro', rec('a', read_ahead_kb=1024)) == 1024
     assert _mounted.read_ahead_of(State(), 'aimodel-ro', rec('a', read_ahead_kb=0)) == 0
     assert _mounted.read_ahead_of(state, 'aimodel-rw', rec('e', 'aimodel-rw', read_ahead_kb=512)) == 8192
+
+
+def test_fstab_for_puts_a_lost_or_wrong_base_line_back_before_the_binds():
+    a, b = rec('a'), rec('b')
+    lost = STATIC + bind(a) + '\n'
+    assert _mounted.fstab_for(lost, State(a), b, None) == STATIC + BASE_RO + '\n' + bind(a) + '\n' + bind(b) + '\n'
+    wrong = STATIC + bind(a) + '\n' + 'aimodel-ro /run/aimodel/ro virtiofs rw 0 0\n'
+    assert _mounted.fstab_for(wrong, State(a), a, a) == STATIC + BASE_RO + '\n' + bind(a) + '\n'

@@ -62,3 +62,14 @@ def test_scope():
     assert _plan.scope(True, True) == 'live and persistent'
     assert _plan.scope(True, False) == 'live'
     assert _plan.scope(False, True) == 'persistent'
+
+
+def test_a_failed_step_keeps_the_field_of_its_error():
+    plan = _plan.Plan('vm1')
+
+    def refuse():
+        raise _plan.OperationFailed('source_path: x is a symbolic link', field='source_path')
+    plan.add('pin x', refuse)
+    with pytest.raises(_plan.OperationFailed) as caught:
+        plan.apply()
+    assert caught.value.field == 'source_path'

@@ -405,8 +405,6 @@ def test_bind_failure_keeps_the_device_of_other_models(domain, host, run_module)
     assert snapshot(domain)[:5] == before[:5], 'the shared device, its base mount and m1 stay'
 
 
-@pytest.mark.xfail(strict=True, reason='plugins/module_utils/_mounted.py: mount_base() and bind() do not take their '
-                                       'guest mount back when the mount table read after it fails')
 @pytest.mark.parametrize('failing_read', [2, 3], ids=['after the base mount', 'after the bind'])
 def test_mount_table_failure_after_a_guest_mount_takes_the_mount_back(domain, host, run_module, monkeypatch, failing_read):
     real = _guest.Agent.mounts
@@ -948,9 +946,6 @@ def test_device_detached_by_hand_leaves_dead_guest_mount(domain, host, run_modul
     assert domain.guest.answers('/mnt/models/m1')
 
 
-@pytest.mark.xfail(strict=True, reason='plugins/module_utils/_mounted.py _guest_base: a base mount of an earlier '
-                                       'device (detached, or detached and attached anew, by hand) is kept or covered, '
-                                       'never taken away')
 @pytest.mark.parametrize('how', ['detached by hand', 'attached anew by hand'])
 def test_a_dead_base_mount_is_replaced(domain, host, run_module, how):
     run_module(vm_model_mount, ARGS)
