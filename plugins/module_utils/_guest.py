@@ -286,8 +286,8 @@ class Agent:
 
 def fstab_base_line(device, base, read_only):
     """The base mount of a shared device: nofail, so a guest boots even when the device is gone."""
-    return '%s %s %s %s,%s,nofail 0 0' % (device, escape(base), FSTYPE, 'ro' if read_only else 'rw',
-                                         ','.join(MODEL_OPTIONS))
+    mode = 'ro' if read_only else 'rw'
+    return '%s %s %s %s,%s,nofail 0 0' % (device, escape(base), FSTYPE, mode, ','.join(MODEL_OPTIONS))
 
 
 def fstab_bind_line(source, mount_path, base, read_only):

@@ -492,8 +492,8 @@ def drop_shared(ctx, device, leaving):
                              lambda target=entry['target']: ctx.guest_umount(target, ctx.params['force']))
     if live is not None or cfg is not None:
         xml = _libvirt.filesystem_xml((live or cfg)['source'], device)
-        ctx.plan.add('detach the shared device %s (%s)%s' % (device, scope(live is not None, cfg is not None),
-                                                              ' and wait until the guest released it' if live else ''),
+        wait = ' and wait until the guest released it' if live else ''
+        ctx.plan.add('detach the shared device %s (%s)%s' % (device, scope(live is not None, cfg is not None), wait),
                      lambda: ctx.detach(xml, device, live is not None, cfg is not None))
     ctx.plan.add('remove the export directory %s' % _export.view_dir(uuid, key), lambda: ctx.host.remove_view(uuid, key))
     return True

@@ -169,7 +169,7 @@ options:
       - The guest's readahead of the mount, in KiB, set in the guest's sysfs (C(/sys/class/bdi/<dev>/read_ahead_kb))
         after the mount. The guest kernel's default, 128 KiB, reads the weights about a third slower (see
         C(docs/performance.md)).
-      - There is one readahead per device (all its models read through one guest file system): it is set to the
+      - There is one readahead per device (all its models read through one guest file system), set to the
         largest value that the models of the device ask for.
       - Checked on every run and set again when it differs; a guest reboot mounts the model again from the fstab
         with the kernel's default, which M(aimodel.kvm.vm_model_mount_info) reports as V(read_ahead_differs) until
