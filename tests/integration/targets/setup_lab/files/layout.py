@@ -8,9 +8,9 @@ and the host's mount table), for the lab targets' assertions:
   uuid, active
   live, config      its virtiofs devices: [{tag, source, alias}] (live and persistent XML)
   records           {live: {model: attributes}, config: {...}} (the domain metadata, raw)
-  guest_mounts      the guest's virtiofs mounts: [{id, root, target, source, options}] (its mountinfo)
+  guest_mounts      the guest's virtiofs mounts: [{id, dev, root, target, fstype, source, options}] (its mountinfo)
   fstab             the guest's fstab lines that name virtiofs or a bind, as lists of fields
-  host_binds        the host's mounts under /var/lib/aimodel/exports/<uuid>/: [{id, root, target, fstype}]
+  host_binds        the host's mounts under /var/lib/aimodel/exports/<uuid>/: [{id, dev, root, target, fstype}]
   virtiofsd         {tag: [pid, ...]} of the live devices: the virtiofsd processes serving their source
 
   layout.py --uri URI --vm VM --labkit DIR
@@ -48,7 +48,7 @@ def mountinfo(text):
         left, sep, right = line.partition(' - ')
         fields, rest = left.split(), right.split()
         if sep and len(fields) >= 6 and len(rest) >= 2:
-            found.append({'id': int(fields[0]), 'root': unescape(fields[3]), 'target': unescape(fields[4]),
+            found.append({'id': int(fields[0]), 'dev': fields[2], 'root': unescape(fields[3]), 'target': unescape(fields[4]),
                           'options': fields[5].split(','), 'fstype': rest[0], 'source': unescape(rest[1])})
     return found
 
@@ -128,7 +128,8 @@ def main():
         conn.close()
     base = os.path.join(EXPORTS, out['uuid']) + '/'
     with open('/proc/self/mountinfo') as handle:
-        out['host_binds'] = [{'id': m['id'], 'root': m['root'], 'target': m['target'], 'fstype': m['fstype']}
+        out['host_binds'] = [{'id': m['id'], 'dev': m['dev'], 'root': m['root'], 'target': m['target'],
+                              'fstype': m['fstype']}
                              for m in mountinfo(handle.read()) if m['target'].startswith(base)]
     out['virtiofsd'] = dict((d['tag'], processes(d['source'])) for d in out['live'] if d['source'])
     json.dump(out, sys.stdout, indent=1, sort_keys=True)
