@@ -37,6 +37,14 @@ _NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFo
 # One guest-file-read returns up to this many bytes (qemu-ga allows up to 48 MiB): mount tables and
 # fstabs fit in one read.
 READ_CHUNK = 1048576
+# Everything the guest sends back is written by the guest's root: every read is capped. A file the module
+# reads (mount table, fstab) and the output of a guest command may hold at most this many bytes, a sysfs value
+# SYSFS_BYTES; past a cap the run fails for that VM ("answered out of bounds") and changes nothing further.
+MAX_FILE_BYTES = 1048576
+MAX_OUTPUT_BYTES = 1048576
+SYSFS_BYTES = 64
+# Text that comes from the guest is cut to this many characters in messages.
+MAX_GUEST_TEXT = 400
 # Polling a guest process: every POLL_FAST s for the first POLL_FAST_FOR s (short guest commands end within
 # a few polls), then backing off to 0.2 s; docs/performance.md has the measurements behind these values.
 POLL_FAST = 0.004
@@ -68,6 +76,31 @@ class GuestError(AimodelError):
         self.unreachable = unreachable
 
 
+def clip(text, limit=MAX_GUEST_TEXT):
+    """Guest text for a message: at most ``limit`` characters, control characters shown escaped."""
+    text = ''.join(c if c.isprintable() or c in '\n\t' else '\\x%02x' % ord(c) for c in str(text)[:limit + 1])
+    return text[:limit] + ('...' if len(text) > limit else '')
+
+
+def _shape(value, kind, what):
+    """A reply field of the expected type, else a GuestError (a bool is no number here)."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise GuestError('the guest agent answered out of bounds: %s is %s, not %s'
+                         % (what, type(value).__name__, getattr(kind, '__name__', kind)))
+    return value
+
+
+def _b64(value, limit, what):
+    """Decode a base64 field of a reply, refusing one whose decoded size passes ``limit``."""
+    _shape(value, str, what)
+    if len(value) > (limit + 2) // 3 * 4 + 4:
+        raise GuestError('the guest agent answered out of bounds: %s holds more than %d bytes' % (what, limit))
+    try:
+        return base64.b64decode(value)
+    except (TypeError, ValueError):
+        raise GuestError('the guest agent answered out of bounds: %s is not base64' % what)
+
+
 class ExecResult:
     def __init__(self, rc, out, err):
         self.rc = rc
@@ -81,10 +114,21 @@ class ExecResult:
 class Agent:
     """qemu-guest-agent of one domain. ``domain`` needs only ``agent_command(json, timeout)`` and ``name``."""
 
-    def __init__(self, domain, timeout=30):
+    def __init__(self, domain, timeout=30, deadline=None):
         self.domain = domain
         self.timeout = timeout
+        # The monotonic time by which the whole run must be done with this guest (None: no such limit).
+        self.deadline = deadline
         self.round_trips = 0
+
+    def _remaining(self, timeout, execute):
+        timeout = timeout or self.timeout
+        if self.deadline is None:
+            return timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise GuestError('the guest of VM %s used up the time of the run before %s' % (self.domain.name, execute))
+        return min(timeout, left)
 
     # --- protocol ---------------------------------------------------------------------------------
     def command(self, execute, arguments=None, timeout=None):
@@ -93,19 +137,25 @@ class Agent:
             request['arguments'] = arguments
         self.round_trips += 1
         try:
-            answer = self.domain.agent_command(json.dumps(request), int(timeout or self.timeout))
+            answer = self.domain.agent_command(json.dumps(request), max(1, int(self._remaining(timeout, execute))))
+        except GuestError:
+            raise
         except Exception as exc:  # the boundary raises VirtError; keep this module free of libvirt
-            text = str(exc)
+            text = clip(exc, 2 * MAX_GUEST_TEXT)
             if 'command failed' in text.lower() and 'not responding' not in text.lower():
                 # The agent answered with an error of the guest (a file it cannot open, a command it cannot run).
                 raise GuestError('in VM %s, %s failed: %s' % (self.domain.name, execute, text))
             raise GuestError('guest agent of VM %s did not answer %s: %s' % (self.domain.name, execute, text),
                              unreachable=True)
         try:
-            return json.loads(answer).get('return')
+            reply = json.loads(answer)
         except (TypeError, ValueError) as exc:
             raise GuestError('guest agent of VM %s gave an unreadable answer to %s: %s'
-                             % (self.domain.name, execute, exc))
+                             % (self.domain.name, execute, clip(exc)))
+        if not isinstance(reply, dict):
+            raise GuestError('the guest agent of VM %s answered out of bounds to %s: a %s, not an object'
+                             % (self.domain.name, execute, type(reply).__name__))
+        return reply.get('return')
 
     def run(self, argv, timeout=None, input_data=None):
         """Run argv in the guest and wait for it; returns ExecResult (stdout/stderr as text)."""
@@ -114,38 +164,40 @@ class Agent:
         arguments = {'path': argv[0], 'arg': list(argv[1:]), 'capture-output': True}
         if input_data is not None:
             arguments['input-data'] = base64.b64encode(input_data).decode('ascii')
-        pid = self.command('guest-exec', arguments)['pid']
+        started = _shape(self.command('guest-exec', arguments), dict, 'the reply to guest-exec')
+        pid = _shape(started.get('pid'), int, 'the pid of guest-exec')
         start = time.monotonic()
         deadline = start + (timeout or self.timeout)
         delay = POLL_FAST
         while True:
             time.sleep(delay)
-            status = self.command('guest-exec-status', {'pid': pid})
+            status = _shape(self.command('guest-exec-status', {'pid': pid}), dict, 'the reply to guest-exec-status')
             if status.get('exited'):
                 break
             now = time.monotonic()
             if now >= deadline:
                 raise GuestError('command %s did not finish within %ss in VM %s'
-                                 % (' '.join(argv), timeout or self.timeout, self.domain.name))
+                                 % (clip(' '.join(argv)), timeout or self.timeout, self.domain.name))
             if now - start >= POLL_FAST_FOR:
                 delay = min(delay * 2, 0.2)
-        out = base64.b64decode(status.get('out-data', '')).decode('utf-8', 'replace')
-        err = base64.b64decode(status.get('err-data', '')).decode('utf-8', 'replace')
+        out = _b64(status.get('out-data', ''), MAX_OUTPUT_BYTES, 'the output of %s' % argv[0]).decode('utf-8', 'replace')
+        err = _b64(status.get('err-data', ''), MAX_OUTPUT_BYTES, 'the errors of %s' % argv[0]).decode('utf-8', 'replace')
         rc = status.get('exitcode')
         if rc is None:
-            rc = 128 + int(status.get('signal', 0))
+            rc = 128 + _shape(status.get('signal', 0), int, 'the signal of %s' % argv[0])
+        _shape(rc, int, 'the exit code of %s' % argv[0])
         return ExecResult(rc, out, err)
 
     def check(self, argv, what, timeout=None):
         result = self.run(argv, timeout=timeout)
         if result.rc != 0:
             raise GuestError('%s failed in VM %s (exit %s): %s'
-                             % (what, self.domain.name, result.rc, (result.err or result.out).strip()))
+                             % (what, self.domain.name, result.rc, clip((result.err or result.out).strip())))
         return result
 
     # --- files ------------------------------------------------------------------------------------
-    def read_file(self, path):
-        """The text of a guest file, or None when it does not exist.
+    def read_file(self, path, limit=MAX_FILE_BYTES):
+        """The text of a guest file, or None when it does not exist; more than ``limit`` bytes is refused.
 
         Read by the agent itself (guest-file-open, -read, -close): no process is started in the guest, which is
         faster than a guest-exec of cat and its guest-exec-status polls (docs/performance.md). An agent
@@ -158,25 +210,35 @@ class Agent:
             if 'No such file or directory' in text:
                 return None
             if _NO_FILE_OPS_RE.search(text):
-                return self._read_file_with_cat(path)
+                return self._read_file_with_cat(path, limit)
             raise
-        chunks = []
+        _shape(handle, int, 'the handle of guest-file-open')
+        chunks, total = [], 0
         try:
             while True:
-                answer = self.command('guest-file-read', {'handle': handle, 'count': READ_CHUNK}) or {}
-                chunks.append(base64.b64decode(answer.get('buf-b64', '')))
-                if answer.get('eof') or not answer.get('count'):
+                answer = _shape(self.command('guest-file-read', {'handle': handle, 'count': min(READ_CHUNK, limit + 1)}),
+                                dict, 'the reply to guest-file-read')
+                chunk = _b64(answer.get('buf-b64', ''), limit + 1, 'a read of %s' % path)
+                total += len(chunk)
+                if total > limit:
+                    raise GuestError('the guest of VM %s answered out of bounds: %s holds more than %d bytes'
+                                     % (self.domain.name, path, limit))
+                chunks.append(chunk)
+                if answer.get('eof') or not chunk:
                     break
         finally:
             self.command('guest-file-close', {'handle': handle})
         return b''.join(chunks).decode('utf-8', 'replace')
 
-    def _read_file_with_cat(self, path):
-        result = self.run(['cat', path])
+    def _read_file_with_cat(self, path, limit=MAX_FILE_BYTES):
+        result = self.run(['head', '-c', str(limit + 1), path])
+        if len(result.out.encode('utf-8', 'replace')) > limit:
+            raise GuestError('the guest of VM %s answered out of bounds: %s holds more than %d bytes'
+                             % (self.domain.name, path, limit))
         if result.rc != 0:
             if 'No such file' in result.err:
                 return None
-            raise GuestError('cannot read %s in VM %s: %s' % (path, self.domain.name, result.err.strip()))
+            raise GuestError('cannot read %s in VM %s: %s' % (path, self.domain.name, clip(result.err.strip())))
         return result.out
 
     def write_file(self, path, text):
@@ -199,7 +261,7 @@ class Agent:
 
     def read_ahead_kb(self, dev):
         """The readahead (KiB) of the guest's mount with this device number, or None when it has none."""
-        text = self.read_file(READ_AHEAD % dev)
+        text = self.read_file(READ_AHEAD % dev, SYSFS_BYTES)
         try:
             return int(text.strip()) if text is not None else None
         except ValueError:

@@ -121,12 +121,13 @@ class FakeGuest:
                 return 1, '', "sh: can't create %s: Read-only file system\n" % path
             self.files[path] = (stdin or b'').decode()
             return 0, '', ''
-        if cmd == 'cat':
-            if argv[1] == '/proc/self/mountinfo':
-                return 0, self.proc_mounts(), ''
-            if argv[1] in self.files:
-                return 0, self.files[argv[1]], ''
-            return 1, '', 'cat: can\'t open \'%s\': No such file or directory\n' % argv[1]
+        if cmd in ('cat', 'head'):
+            path, limit = (argv[1], None) if cmd == 'cat' else (argv[3], int(argv[2]))
+            if path == '/proc/self/mountinfo':
+                return 0, self.proc_mounts()[:limit], ''
+            if path in self.files:
+                return 0, self.files[path][:limit], ''
+            return 1, '', '%s: can\'t open \'%s\': No such file or directory\n' % (cmd, path)
         if cmd == 'mkdir':
             return self._mkdir(argv[-1])
         if cmd == 'rmdir':

@@ -8,6 +8,11 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import json
+import time
+
+import pytest
+
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain, guest_run
@@ -39,14 +44,14 @@ def test_read_in_chunks(monkeypatch):
     assert _guest.Agent(dom).read_file('/etc/fstab') == dom.guest.files['/etc/fstab']
 
 
-def test_agent_without_file_commands_falls_back_to_cat():
+def test_agent_without_file_commands_falls_back_to_head():
     dom = FakeDomain()
     dom.guest.no_file_ops = True
     agent = _guest.Agent(dom)
     assert agent.read_file('/etc/fstab') == dom.guest.files['/etc/fstab']
     assert agent.read_file('/etc/nope') is None
     assert agent.mounts()[1]['target'] == '/persist'
-    assert ['cat', '/proc/self/mountinfo'] in dom.guest.argvs
+    assert ['head', '-c', str(_guest.MAX_FILE_BYTES + 1), '/proc/self/mountinfo'] in dom.guest.argvs
 
 
 def test_fstab_edit_of_a_model_with_a_device_of_its_own():
@@ -234,3 +239,80 @@ def test_readahead_of_a_base_mount_is_shared_by_its_binds():
     assert agent.read_ahead_kb(bind['dev']) == 2048, 'the file system lives while a bind of it does'
     agent.umount('/mnt/a')
     assert agent.read_ahead_kb(bind['dev']) is None
+
+
+# --- a guest that answers out of bounds ---------------------------------------------------------
+
+def test_a_file_past_its_cap_is_refused_without_reading_it_all():
+    dom = FakeDomain()
+    dom.guest.files['/etc/fstab'] = 'x' * (_guest.MAX_FILE_BYTES * 3)
+    agent = _guest.Agent(dom)
+    with pytest.raises(_guest.GuestError, match='out of bounds.*more than 1048576 bytes'):
+        agent.read_file('/etc/fstab')
+    assert agent.round_trips <= 4, 'stops after the first read past the cap'
+
+
+def test_a_sysfs_value_has_a_small_cap():
+    dom = FakeDomain()
+    dom.guest.files['/sys/class/bdi/0:99/read_ahead_kb'] = '1' * 100
+    with pytest.raises(_guest.GuestError, match='out of bounds'):
+        _guest.Agent(dom).read_ahead_kb('0:99')
+
+
+def test_a_capped_file_without_the_file_commands():
+    dom = FakeDomain()
+    dom.guest.no_file_ops = True
+    dom.guest.files['/etc/fstab'] = 'x' * (_guest.MAX_FILE_BYTES + 10)
+    with pytest.raises(_guest.GuestError, match='out of bounds'):
+        _guest.Agent(dom).read_file('/etc/fstab')
+
+
+class Replies:
+    """A domain whose agent answers each command with a canned (malformed) reply."""
+
+    name = 'vm1'
+
+    def __init__(self, **answers):
+        self.answers = answers
+
+    def agent_command(self, command_json, timeout):
+
+        execute = json.loads(command_json)['execute']
+        return self.answers[execute]
+
+
+@pytest.mark.parametrize('answers', [
+    {'guest-exec': '[1, 2]'},
+    {'guest-exec': '{"return": []}'},
+    {'guest-exec': '{"return": {"pid": "7"}}'},
+    {'guest-exec': '{"return": {"pid": 7}}', 'guest-exec-status': '{"return": [true]}'},
+    {'guest-exec': '{"return": {"pid": 7}}', 'guest-exec-status': '{"return": {"exited": true, "exitcode": "0"}}'},
+    {'guest-exec': '{"return": {"pid": 7}}', 'guest-exec-status': '{"return": {"exited": true, "exitcode": 0, "out-data": 5}}'},
+    {'guest-exec': '{"return": {"pid": 7}}',
+     'guest-exec-status': '{"return": {"exited": true, "exitcode": 0, "out-data": "%s"}}' % ('A' * (_guest.MAX_OUTPUT_BYTES * 2))},
+], ids=['list', 'return list', 'pid text', 'status list', 'exit code text', 'output number', 'output too big'])
+def test_malformed_exec_replies_are_guest_errors(answers):
+    with pytest.raises(_guest.GuestError, match='out of bounds'):
+        _guest.Agent(Replies(**answers)).run(['true'])
+
+
+def test_malformed_file_replies_are_guest_errors():
+    agent = _guest.Agent(Replies(**{'guest-file-open': '{"return": "h"}', 'guest-file-close': '{"return": {}}'}))
+    with pytest.raises(_guest.GuestError, match='out of bounds'):
+        agent.read_file('/etc/fstab')
+    agent = _guest.Agent(Replies(**{'guest-file-open': '{"return": 1}', 'guest-file-read': '{"return": [1]}',
+                                    'guest-file-close': '{"return": {}}'}))
+    with pytest.raises(_guest.GuestError, match='out of bounds'):
+        agent.read_file('/etc/fstab')
+
+
+def test_the_run_deadline_bounds_every_guest_call():
+
+    agent = _guest.Agent(FakeDomain(), deadline=time.monotonic() - 1)
+    with pytest.raises(_guest.GuestError, match='used up the time of the run'):
+        agent.read_file('/etc/fstab')
+
+
+def test_guest_text_in_messages_is_clipped_and_escaped():
+    text = _guest.clip('a\x1b[31m' + 'b' * 1000)
+    assert text.startswith('a\\x1b[31m') and text.endswith('...') and len(text) <= _guest.MAX_GUEST_TEXT + 3
