@@ -276,7 +276,6 @@ class Replies:
         self.answers = answers
 
     def agent_command(self, command_json, timeout):
-
         execute = json.loads(command_json)['execute']
         return self.answers[execute]
 
