@@ -9,18 +9,29 @@ orphans."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import time
+
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import fstab_key
 from ansible_collections.aimodel.kvm.plugins.module_utils._state import HostVolumes, VmState
 
 
+# A VM's guest gets at most this many agent timeouts for the whole report of that VM.
+VM_BUDGET_TIMEOUTS = 3
+
+
 def collect(conn, vm, model, mount_root, agent_timeout):
-    """(mounts, orphans, vms) of one VM (``vm``) or of every VM of the connection, optionally of one model."""
+    """(mounts, orphans, vms) of one VM (``vm``) or of every VM of the connection, optionally of one model.
+
+    VMs are isolated: a guest that misbehaves (answers out of bounds, too slowly, or with garbage) gets the
+    reason ``guest_error`` on its own mounts and its message in ``vms``; a VM that cannot be read at all is
+    listed with its ``error``; every other VM is reported in full."""
     if vm:
         domain = conn.lookup(vm)
         domains = [domain] if domain is not None else []
@@ -29,20 +40,32 @@ def collect(conn, vm, model, mount_root, agent_timeout):
     mounts, orphans, vms = [], [], []
     host_volumes = HostVolumes(_juicefs.Host(), mount_root)
     for domain in domains:
+        agent = _guest.Agent(domain, agent_timeout, deadline=time.monotonic() + VM_BUDGET_TIMEOUTS * agent_timeout)
         try:
-            state = VmState(domain, _guest.Agent(domain, agent_timeout))
+            state = VmState(domain, agent)
+            try:
+                entries, strays = report(state, domain.name, host_volumes)
+            except _guest.GuestError as exc:
+                # The guest went wrong half-way: report what the host knows, with the guest side unknown.
+                state.guest_error, state.guest_mounts, state.fstab = exc, None, None
+                entries, strays = report(state, domain.name, host_volumes)
         except _libvirt.VirtError as exc:
             if exc.code == _libvirt.ERR_NO_DOMAIN:
                 continue  # undefined while we looked: it has no mounts any more
-            raise
-        entries, strays = report(state, domain.name, host_volumes)
+            vms.append({'name': domain.name, 'uuid': domain.uuid, 'error': _guest.clip(exc)})
+            continue
+        except AimodelError as exc:
+            vms.append({'name': domain.name, 'uuid': domain.uuid, 'error': _guest.clip(exc)})
+            continue
         if model:
             entries = [e for e in entries if e['model'] == model]
             strays = []
         mounts.extend(entries)
         orphans.extend(strays)
+        error = state.guest_error
         vms.append({'name': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
-                    'guest_reachable': state.guest_error is None if state.active else None})
+                    'guest_reachable': (error is None or not error.unreachable) if state.active else None,
+                    'guest_error': _guest.clip(error) if state.active and error is not None else None})
     return mounts, orphans, vms
 
 
@@ -115,7 +138,7 @@ def _entry(state, vm_name, host_volumes, rec, access):
             reasons.append('device_missing_config')
         if rec.get('guest_mount'):
             if state.guest_error is not None:
-                reasons.append('guest_unreachable')
+                reasons.append('guest_unreachable' if state.guest_error.unreachable else 'guest_error')
             elif not mounted:
                 reasons.append('not_mounted_in_guest')
             elif rec['mount_path'] in access:

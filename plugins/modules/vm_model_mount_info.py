@@ -252,6 +252,9 @@ mounts:
           manual umount).
         - V(stale_guest_mount) the guest lists it but cannot read it (Transport endpoint is not connected).
         - V(guest_unreachable) the guest agent does not answer, so the guest side is unknown.
+        - V(guest_error) the guest answered out of bounds (a file or an output past its cap, a reply of the wrong
+          shape, the VM's time used up) or a guest command failed; RV(vms[].guest_error) says what. Other VMs are
+          reported in full.
         - V(fstab_missing) a persistent mount has no line in the guest's fstab (it will not come back after a reboot).
         - V(host_volume_dead) the volume's client on the host died or something else is mounted there.
         - V(not_pinned), V(pin_stale), V(pin_dead) the model's bind on the host is missing, binds something else, or
@@ -315,6 +318,20 @@ vms:
       active: true
       persistent: true
       guest_reachable: true
+      guest_error: null
+  contains:
+    guest_reachable:
+      description: Whether the guest agent answered (null for a stopped VM).
+      returned: unless RV(vms[].error) is set
+      type: bool
+    guest_error:
+      description: What went wrong with the guest (clipped guest text), or null.
+      returned: unless RV(vms[].error) is set
+      type: str
+    error:
+      description: The message, for a VM that could not be read at all (its mounts are then not listed).
+      returned: when the VM could not be read
+      type: str
 '''
 
 import traceback

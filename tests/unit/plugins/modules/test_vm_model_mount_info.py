@@ -89,3 +89,39 @@ def test_info_reports_the_layout_of_a_model_mounted_the_earlier_way(domain, host
     run_module(vm_model_mount, ARGS)
     entry = info(run_module)['mounts'][0]
     assert entry['layout'] == 'shared_device' and entry['status'] == 'mounted' and entry['reasons'] == []
+
+
+def test_one_misbehaving_guest_does_not_hide_the_others(domain, host, run_module, monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+    from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeConnection, FakeDomain
+    evil = FakeDomain(name='evil', uuid='99999999-2222-3333-4444-555555555555')
+    conn = FakeConnection(domain, evil)
+    monkeypatch.setattr(_libvirt, 'connect', lambda uri: conn)
+    run_module(vm_model_mount, ARGS)
+    run_module(vm_model_mount, dict(ARGS, vm='evil'))
+    # The guest's root points its fstab at an endless file (ln -s /dev/zero /etc/fstab).
+    evil.guest.files['/etc/fstab'] = '\0' * (_guest.MAX_FILE_BYTES + 1)
+    result = info(run_module, None)
+    by_vm = dict((m['vm'], m) for m in result['mounts'])
+    assert by_vm['vm1']['status'] == 'mounted' and by_vm['vm1']['reasons'] == []
+    assert by_vm['evil']['status'] == 'degraded' and 'guest_error' in by_vm['evil']['reasons']
+    vms = dict((v['name'], v) for v in result['vms'])
+    assert vms['vm1']['guest_error'] is None
+    assert 'out of bounds' in vms['evil']['guest_error'] and vms['evil']['guest_reachable'] is True
+
+
+def test_a_guest_that_answers_garbage_half_way_is_isolated(domain, host, run_module, monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+    run_module(vm_model_mount, ARGS)
+    domain.guest.stale.add('/mnt/models/m1')   # forces the probe, which then answers with a list
+    real = _guest.Agent.accessible_many
+
+    def garbage(self, paths):
+        raise _guest.GuestError('the guest agent answered out of bounds: the reply to guest-exec is list, not dict')
+    monkeypatch.setattr(_guest.Agent, 'accessible_many', garbage)
+    result = info(run_module)
+    monkeypatch.setattr(_guest.Agent, 'accessible_many', real)
+    assert result.get('failed') is not True, result
+    assert result['mounts'][0]['reasons'] == ['guest_error']
+    assert 'out of bounds' in result['vms'][0]['guest_error']
