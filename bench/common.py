@@ -5,6 +5,11 @@
 variables, the libvirt connection, the guest commands (tests/lab/labkit.py), the floor done by hand, the module
 run directly and through ansible-playbook, and the bench-only VMs. Nothing happens at import: bench.py's main()
 builds one Bench and hands it to each section.
+
+Two layouts of the modules can run: ``new``, the working tree (one shared virtiofs device per VM and access mode),
+and ``old``, the modules of an earlier release extracted by bench/run (one device per model; only when
+$BENCH_OLD_COLLECTIONS is set). modrun(), playbook() and unmount_all() take the layout; a model is always taken
+away by the layout that mounted it.
 """
 
 import json
@@ -29,6 +34,10 @@ import labkit  # noqa: E402  pylint: disable=wrong-import-position
 
 BENCH_VMS = ['aimodel-bench3', 'aimodel-bench4']
 MODELS = ['bench-m%d' % i for i in range(1, 9)]
+# Model names of the layout and q35 sections (for the leftovers a failed run may leave).
+FIRST, LATER = 'bench-first', 'bench-later'
+Q35_MODELS = ['bench-q%02d' % i for i in range(1, 21)]
+OTHER_MODELS = ['bench-one', 'bench-data', 'bench-redis', FIRST, LATER] + Q35_MODELS
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -121,10 +130,18 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
         self.scale_runs = int(os.environ.get('BENCH_SCALE_RUNS', '3'))
         self.py = sys.executable
         self.module = os.path.join(ROOT, 'plugins', 'modules', 'vm_model_mount.py')
+        # layout -> (directory holding ansible_collections/aimodel/kvm, the module file in it)
+        self.layouts = {'new': (self.coll, self.module)}
+        old = os.environ.get('BENCH_OLD_COLLECTIONS')
+        if old:
+            self.layouts['old'] = (old, os.path.join(old, 'ansible_collections', 'aimodel', 'kvm', 'plugins', 'modules',
+                                                     'vm_model_mount.py'))
+        self.old_ref = os.environ.get('BENCH_OLD_REF', '')
         self.results = {}
         self.vars = labkit.lab_vars()
         self.uri = self.vars['lab_uri']
         self.vm = self.vars['lab_vm2']
+        self.vm_q35 = self.vars.get('lab_vm_q35')
         self.source = self.vars['lab_model_source']
         self.volume = {'name': self.vars['lab_volume_name'], 'meta_url': self.vars['lab_meta_url'],
                        'mount_root': os.path.join(self.dir, 'volumes'), 'cache_dir': os.path.join(self.dir, 'jfscache')}
@@ -292,18 +309,19 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
         args.update(extra)
         return args
 
-    def modrun(self, args, profile=True):
-        """One direct run of the module (python, no ansible-playbook), profiled by bench/modrun.py (or only
-        timed: profile=False)."""
+    def modrun(self, args, profile=True, layout='new'):
+        """One direct run of the module of the layout (python, no ansible-playbook), profiled by bench/modrun.py
+        (or only timed: profile=False)."""
+        coll, module = self.layouts[layout]
         work = tempfile.mkdtemp(dir=self.dir)
         try:
             with open(os.path.join(work, 'args.json'), 'w') as handle:
                 json.dump({'ANSIBLE_MODULE_ARGS': args}, handle)
-            env = dict(os.environ, PYTHONPATH=self.coll)
+            env = dict(os.environ, PYTHONPATH=coll)
             if not profile:
                 env['BENCH_NOPROFILE'] = '1'
             start = time.monotonic()
-            subprocess.run([self.py, os.path.join(self.root, 'bench', 'modrun.py'), self.module, os.path.join(work, 'args.json'),
+            subprocess.run([self.py, os.path.join(self.root, 'bench', 'modrun.py'), module, os.path.join(work, 'args.json'),
                             os.path.join(work, 'out.json')], env=env, check=True)
             outer = time.monotonic() - start
             with open(os.path.join(work, 'out.json')) as handle:
@@ -315,8 +333,9 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
         data['outer'] = outer
         return data
 
-    def unmount_all(self, pairs):
-        """state=absent directly through the module, one thread per VM (the module locks per VM anyway)."""
+    def unmount_all(self, pairs, layout='new'):
+        """state=absent directly through the module of the layout (not profiled: not timed), one thread per VM
+        (the module locks per VM anyway)."""
         by_vm = {}
         for vm, model in pairs:
             by_vm.setdefault(vm, []).append(model)
@@ -326,7 +345,7 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
         def work(vm, models):
             try:
                 for model in models:
-                    self.modrun(self.module_args(vm, model, 'absent'))
+                    self.modrun(self.module_args(vm, model, 'absent'), profile=False, layout=layout)
             except Exception as exc:  # pylint: disable=broad-except
                 errors.append(exc)
         threads = [threading.Thread(target=work, args=item) for item in by_vm.items()]
@@ -337,8 +356,18 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
         if errors:
             raise errors[0]
 
-    def playbook(self, text, vms, models, state='mounted'):
-        """Run a playbook; returns (wall of ansible-playbook, seconds of its one task from the callback)."""
+    def playbook(self, text, vms, models, state='mounted', layout='new'):
+        """Run a playbook; returns (wall of ansible-playbook, seconds of its last task from the callback, whether
+        that task changed something)."""
+        wall, tasks, proc = self.playbook_tasks(text, vms, models, state, layout)
+        if proc.returncode != 0:
+            raise RuntimeError('ansible-playbook failed:\n%s' % proc.stdout[-3000:])
+        task = tasks[-1]
+        return wall, task['end'] - task['start'], task['changed']
+
+    def playbook_tasks(self, text, vms, models, state='mounted', layout='new'):
+        """Run a playbook with the modules of the layout; returns (wall of ansible-playbook, the callback's tasks
+        (start, end, changed, failed, items), the finished process). A failed task is the caller's to judge."""
         work = tempfile.mkdtemp(dir=self.dir)
         try:
             with open(os.path.join(work, 'play.yml'), 'w') as handle:
@@ -348,7 +377,8 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
                            'bench_source': self.source, 'bench_volume': self.volume, 'ansible_python_interpreter': self.py,
                            'bench_source_dir': os.path.join(self.host_point, self.source)}, handle)
             timing = os.path.join(work, 'timing.jsonl')
-            env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.coll, ANSIBLE_CALLBACK_PLUGINS=os.path.join(self.root, 'bench', 'callback_plugins'),
+            env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.layouts[layout][0],
+                       ANSIBLE_CALLBACK_PLUGINS=os.path.join(self.root, 'bench', 'callback_plugins'),
                        ANSIBLE_CALLBACKS_ENABLED='bench_timing', BENCH_TIMING_FILE=timing, ANSIBLE_LOCALHOST_WARNING='false',
                        ANSIBLE_INVENTORY_UNPARSED_WARNING='false', ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='false')
             start = time.monotonic()
@@ -357,14 +387,15 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                                   check=False)
             wall = time.monotonic() - start
-            if proc.returncode != 0:
-                raise RuntimeError('ansible-playbook failed:\n%s' % proc.stdout[-3000:])
-            with open(timing) as handle:
-                tasks = [json.loads(line) for line in handle]
+            tasks = []
+            if os.path.exists(timing):
+                with open(timing) as handle:
+                    tasks = [json.loads(line) for line in handle]
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        task = tasks[-1]
-        return wall, task['end'] - task['start'], task['changed']
+        if not tasks:
+            raise RuntimeError('ansible-playbook ran no task:\n%s' % proc.stdout[-3000:])
+        return wall, tasks, proc
 
     def define_bench_vm(self, name):
         xml = self.dom(self.vm).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -412,7 +443,7 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
     def our_models(self, name):
         """bench-* records on a VM (from the module's metadata)."""
         xml = self.dom(name).XMLDesc(0) + self.dom(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        return [m for m in MODELS + ['bench-one', 'bench-data', 'bench-redis'] if re.search(r"model=['\"]%s['\"]" % m, xml)]
+        return [m for m in MODELS + OTHER_MODELS if re.search(r"model=['\"]%s['\"]" % m, xml)]
 
     def umount_volumes(self):
         """juicefs umount of every host mount under the bench's own mount root."""

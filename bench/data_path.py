@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Bench section "data": sequential read of model.safetensors in the guest: virtiofs (cold, after warmup,
-with the kernel's readahead, warm, over a plain directory) against virtio-blk, and on the host."""
+with the kernel's readahead, warm, over a plain directory) against virtio-blk, and on the host; the cold and
+warm reads also through the old layout's mount (the model's own device), alternating with the new one."""
 
 import os
 import re
@@ -76,34 +77,47 @@ def run(b):
         time.sleep(0.1)
     else:
         raise RuntimeError('cannot mount the virtio-blk disk in the guest: %s' % err)
-    b.modrun(b.module_args(b.vm, 'bench-data'))
     plain_dir = b.vars['lab_model_host_dir']
     b.raw_mount('bench-plain', '/mnt/bench-plain', plain_dir)
     vfile = '/mnt/models/bench-data/model.safetensors'
     bfile = '/mnt/bench-blk/model.safetensors'
     pfile = '/mnt/bench-plain/model.safetensors'
     hfile = os.path.join(b.host_point, b.source, 'model.safetensors')
-    cold, warm, hot, blk, warmup_s, plain, host_cold, host_warm, warm_ra = [], [], [], [], [], [], [], [], []
-    # The guest's readahead of the virtiofs mount: the module sets it (read_ahead_kb, 1024 KiB by default);
-    # one measurement puts back the guest kernel's default (128 KiB), as read_ahead_kb: 0 would leave it.
-    ra_file = '/sys/class/bdi/%s/read_ahead_kb' % guest_mount_dev(b, b.vm, '/mnt/models/bench-data')
-    _rc, ra_module, _err = b.gexec(b.vm, ['cat', ra_file])
+    names = [n for n in ('old', 'new') if n in b.layouts]
+    cold, warm, warmup_s = dict((n, []) for n in names), dict((n, []) for n in names), dict((n, []) for n in names)
+    hot, blk, plain, host_cold, host_warm, warm_ra = [], [], [], [], [], []
+    ra_module = None
     evict = [b.juicefs, 'warmup', '--evict', os.path.join(b.host_point, b.source)]
+    mounted = None
     try:
-        for _try in range(b.runs):
-            subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            b.drop_caches()
-            cold.append(dd(b, b.vm, vfile))
-            hot.append(dd(b, b.vm, vfile))
-            subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            b.drop_caches()
-            warmup_s.append(b.modrun(b.module_args(b.vm, 'bench-data', warmup=True))['wall'])
-            b.drop_caches()   # page caches only: the JuiceFS disk cache the warmup filled stays
-            warm.append(dd(b, b.vm, vfile))
-            b.gwrite(b.vm, ra_file, '%d\n' % KERNEL_READ_AHEAD_KB)
-            b.drop_caches()
-            warm_ra.append(dd(b, b.vm, vfile))
-            b.gwrite(b.vm, ra_file, ra_module)
+        for run in range(b.runs):
+            # Each layout mounts the model in turn (alternating which goes first) and takes it away again.
+            for layout in (names if run % 2 == 0 else list(reversed(names))):
+                b.modrun(b.module_args(b.vm, 'bench-data'), profile=False, layout=layout)
+                mounted = layout
+                # The guest's readahead of the mount: the modules set it (read_ahead_kb, 1024 KiB by default); one
+                # measurement puts back the guest kernel's default (128 KiB), as read_ahead_kb: 0 would leave it.
+                ra_file = '/sys/class/bdi/%s/read_ahead_kb' % guest_mount_dev(b, b.vm, '/mnt/models/bench-data')
+                _rc, ra_now, _err = b.gexec(b.vm, ['cat', ra_file])
+                subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                b.drop_caches()
+                cold[layout].append(dd(b, b.vm, vfile))
+                if layout == 'new':
+                    ra_module = ra_now
+                    hot.append(dd(b, b.vm, vfile))
+                subprocess.run(evict, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                b.drop_caches()
+                warmup_s[layout].append(b.modrun(b.module_args(b.vm, 'bench-data', warmup=True), profile=False,
+                                                 layout=layout)['wall'])
+                b.drop_caches()   # page caches only: the JuiceFS disk cache the warmup filled stays
+                warm[layout].append(dd(b, b.vm, vfile))
+                if layout == 'new':
+                    b.gwrite(b.vm, ra_file, '%d\n' % KERNEL_READ_AHEAD_KB)
+                    b.drop_caches()
+                    warm_ra.append(dd(b, b.vm, vfile))
+                    b.gwrite(b.vm, ra_file, ra_now)
+                b.unmount_all([(b.vm, 'bench-data')], layout)
+                mounted = None
             b.drop_caches()
             blk.append(dd(b, b.vm, bfile))
             b.drop_caches()
@@ -122,23 +136,34 @@ def run(b):
                 break
             time.sleep(0.1)
         os.unlink(img)
-        b.unmount_all([(b.vm, 'bench-data')])
+        if mounted:
+            b.unmount_all([(b.vm, 'bench-data')], mounted)
     mb = size / 1e6
 
+    def rates(values):
+        return [mb / v for v in values]
+
     def speed(values):
-        return summary([mb / v for v in values])
-    b.results['data_path'] = {'bytes': size, 'virtiofs_cold_MBps': speed(cold), 'virtiofs_warmup_MBps': speed(warm),
-                              'virtiofs_hot_MBps': speed(hot), 'virtio_blk_cold_MBps': speed(blk),
-                              'read_ahead_kb_module': int(ra_module), 'read_ahead_kb_kernel': KERNEL_READ_AHEAD_KB,
-                              'virtiofs_warmup_kernel_readahead_MBps': speed(warm_ra),
-                              'ratio_warm_kernel_ra_blk': ratio([mb / v for v in warm_ra], [mb / v for v in blk]),
-                              'warmup_module_run_s': summary(warmup_s), 'virtiofs_plain_dir_MBps': speed(plain),
-                              'host_juicefs_cold_MBps': speed(host_cold), 'host_juicefs_cached_MBps': speed(host_warm),
-                              'ratio_plain_blk': ratio([mb / v for v in plain], [mb / v for v in blk]),
-                              'ratio_warm_blk': ratio([mb / v for v in warm], [mb / v for v in blk]),
-                              'ratio_cold_blk': ratio([mb / v for v in cold], [mb / v for v in blk]),
-                              'ratio_warm_cold': ratio([mb / v for v in warm], [mb / v for v in cold])}
-    r = b.results['data_path']
+        return summary(rates(values))
+    r = {'bytes': size, 'virtiofs_cold_MBps': speed(cold['new']), 'virtiofs_warmup_MBps': speed(warm['new']),
+         'virtiofs_hot_MBps': speed(hot), 'virtio_blk_cold_MBps': speed(blk),
+         'read_ahead_kb_module': int(ra_module), 'read_ahead_kb_kernel': KERNEL_READ_AHEAD_KB,
+         'virtiofs_warmup_kernel_readahead_MBps': speed(warm_ra),
+         'ratio_warm_kernel_ra_blk': ratio(rates(warm_ra), rates(blk)),
+         'warmup_module_run_s': summary(warmup_s['new']), 'virtiofs_plain_dir_MBps': speed(plain),
+         'host_juicefs_cold_MBps': speed(host_cold), 'host_juicefs_cached_MBps': speed(host_warm),
+         'ratio_plain_blk': ratio(rates(plain), rates(blk)),
+         'ratio_warm_blk': ratio(rates(warm['new']), rates(blk)),
+         'ratio_cold_blk': ratio(rates(cold['new']), rates(blk)),
+         'ratio_warm_cold': ratio(rates(warm['new']), rates(cold['new']))}
+    if 'old' in cold:
+        r['old'] = {'virtiofs_cold_MBps': speed(cold['old']), 'virtiofs_warmup_MBps': speed(warm['old']),
+                    'warmup_module_run_s': summary(warmup_s['old']),
+                    'ratio_warm_blk': ratio(rates(warm['old']), rates(blk)),
+                    'ratio_cold_blk': ratio(rates(cold['old']), rates(blk)),
+                    'ratio_new_old_warm': ratio(rates(warm['new']), rates(warm['old'])),
+                    'ratio_new_old_cold': ratio(rates(cold['new']), rates(cold['old']))}
+    b.results['data_path'] = r
     say('%d bytes; guest dd bs=1M to /dev/null, timed %s' % (size, ' and '.join(sorted(DD_TIMING))))
     say('virtio-blk (ext4 image, host+guest caches dropped)     %s' % fmt(r['virtio_blk_cold_MBps'], 'MB/s', 0))
     say('virtiofs cold (JuiceFS cache evicted, caches dropped)  %s   ratio to blk %.2f'
@@ -153,5 +178,13 @@ def run(b):
         % (fmt(r['virtiofs_plain_dir_MBps'], 'MB/s', 0), r['ratio_plain_blk']))
     say('on the host, JuiceFS mount: cold %s; from its disk cache %s'
         % (fmt(r['host_juicefs_cold_MBps'], 'MB/s', 0), fmt(r['host_juicefs_cached_MBps'], 'MB/s', 0)))
-    say('module run with warmup: true (the warmup itself)        %s' % fmt(warmup_s))
+    say('module run with warmup: true (the warmup itself)        %s' % fmt(warmup_s['new']))
+    if 'old' in r:
+        o = r['old']
+        say('old layout (%s: the model\'s own device on its JuiceFS directory), the same reads:' % (b.old_ref or 'old'))
+        say('  cold                                                 %s   ratio to blk %.2f; new/old %.2f'
+            % (fmt(o['virtiofs_cold_MBps'], 'MB/s', 0), o['ratio_cold_blk'], o['ratio_new_old_cold']))
+        say('  after warmup: true                                   %s   ratio to blk %.2f; new/old %.2f'
+            % (fmt(o['virtiofs_warmup_MBps'], 'MB/s', 0), o['ratio_warm_blk'], o['ratio_new_old_warm']))
+        say('  module run with warmup: true                         %s' % fmt(warmup_s['old']))
     say()

@@ -1,8 +1,9 @@
 # Copyright (c) aimodel.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Bench section "scale": 1, 2, 4, 8 models into one VM and one model into 2 and 3 VMs, the memory of the
-JuiceFS clients and virtiofsd, and where the time of one mount goes."""
+"""Bench section "scale": 1, 2, 4, 8 models into one VM (8 also with the old layout's modules, alternating) and
+one model into 2 and 3 VMs, the memory of the JuiceFS clients and virtiofsd, and where the time of one mount
+goes."""
 
 import os
 import statistics
@@ -10,8 +11,8 @@ import statistics
 from common import BENCH_VMS, MODELS, PLAY_MOUNT, fmt, say, summary
 
 
-def mount_n(b, vms, models):
-    w, t, changed = b.playbook(PLAY_MOUNT, vms, models)
+def mount_n(b, vms, models, layout='new'):
+    w, t, changed = b.playbook(PLAY_MOUNT, vms, models, layout=layout)
     assert changed
     return w, t
 
@@ -46,37 +47,58 @@ def processes():
     return found
 
 
-def memory_snapshot(b):
-    root = b.volume['mount_root']
-    jfs, vfs = [], []
-    for pid, argv in processes():
-        if not argv:
+def virtiofsd_pairs(b, names):
+    """{vm: [[status of each process of one device's virtiofsd]]}: libvirt writes the pid of each device's
+    virtiofsd to /run/libvirt/qemu/<domain id>-<name>-<alias>-fs.pid; the worker it forks is its child."""
+    table = dict((pid, proc_status(pid)) for pid, _argv in processes())
+    found = {}
+    for name in names:
+        domain = b.dom(name)
+        found[name] = []
+        if not domain.isActive():
             continue
-        exe = os.path.basename(argv[0])
-        if exe == 'juicefs' and 'mount' in argv and any(a.startswith(root) for a in argv):
+        for entry in sorted(os.listdir('/run/libvirt/qemu')):
+            if not (entry.startswith('%d-' % domain.ID()) and entry.endswith('-fs.pid')):
+                continue
+            try:
+                with open(os.path.join('/run/libvirt/qemu', entry)) as handle:
+                    parent = int(handle.read().strip())
+            except (OSError, ValueError):
+                continue
+            if not table.get(parent):
+                continue
+            found[name].append([table[parent]] + [st for st in table.values() if st and st.get('PPid') == parent])
+    return found
+
+
+def memory_snapshot(b, vms=None):
+    """The JuiceFS clients of the bench volume's mount and the virtiofsd of the VMs (default: the bench's VM and
+    its copies), per device (one device = one virtiofsd with its worker) and per VM."""
+    root = b.volume['mount_root']
+    vms = vms or [b.vm] + BENCH_VMS
+    jfs = []
+    for pid, argv in processes():
+        if argv and os.path.basename(argv[0]) == 'juicefs' and 'mount' in argv and any(a.startswith(root) for a in argv):
             jfs.append(pid)
-        elif 'virtiofsd' in exe and any(root in a for a in argv):
-            vfs.append(pid)
     jst = [s for s in (proc_status(p) for p in jfs) if s]
-    vst = dict((p, proc_status(p)) for p in vfs)
-    vst = dict((p, s) for p, s in vst.items() if s)
-    # virtiofsd runs as a pair (parent + its worker child): one pair per device.
-    pairs = [p for p, s in vst.items() if s['PPid'] not in vst]
-    per_device = []
-    for parent in pairs:
-        members = [vst[parent]] + [s for p, s in vst.items() if s['PPid'] == parent]
-        per_device.append(dict((k, sum(m[k] for m in members)) for k in ('RssAnon', 'RssFile', 'RssShmem', 'VmRSS')))
+    keys = ('RssAnon', 'RssFile', 'RssShmem', 'VmRSS')
+    pairs = virtiofsd_pairs(b, vms)
+    per_device = [dict((k, sum(m.get(k, 0) for m in members)) for k in keys) for name in vms for members in pairs[name]]
+    per_vm = dict((name, {'devices': len(pairs[name]), 'processes': sum(len(m) for m in pairs[name]),
+                          'kib': dict((k, sum(p.get(k, 0) for m in pairs[name] for p in m)) for k in keys)})
+                  for name in vms if pairs[name])
     with open('/proc/self/mountinfo') as handle:
         mounts = sum(1 for line in handle if root in line.split()[4])
     return {
         'juicefs_processes': len(jst),
         'juicefs_host_mounts': mounts,
-        'juicefs_kib': dict((k, sum(s[k] for s in jst)) for k in ('RssAnon', 'RssFile', 'RssShmem', 'VmRSS')),
+        'juicefs_kib': dict((k, sum(s[k] for s in jst)) for k in keys),
         'virtiofsd_devices': len(per_device),
-        'virtiofsd_processes': len(vst),
+        'virtiofsd_processes': sum(v['processes'] for v in per_vm.values()),
         'virtiofsd_kib_per_device_median': dict((k, statistics.median([d[k] for d in per_device]) if per_device else 0)
-                                                for k in ('RssAnon', 'RssFile', 'RssShmem', 'VmRSS')),
-        'virtiofsd_kib_total': dict((k, sum(d[k] for d in per_device)) for k in ('RssAnon', 'RssFile', 'RssShmem', 'VmRSS')),
+                                                for k in keys),
+        'virtiofsd_kib_total': dict((k, sum(d[k] for d in per_device)) for k in keys),
+        'virtiofsd_per_vm': per_vm,
     }
 
 
@@ -84,17 +106,25 @@ def run(b):
     say('== 4+5. Scaling and memory (%d runs each) ==' % b.scale_runs)
     memory = {}
     curve = {}
+    old_eight = []
     for n in (1, 2, 4, 8):
         times, walls = [], []
         for rep in range(b.scale_runs):
-            w, t = mount_n(b, [b.vm], MODELS[:n])
-            times.append(t)
-            walls.append(w)
-            if rep == 0 and n in (1, 4, 8):
-                memory['%d model(s), 1 VM' % n] = memory_snapshot(b)
-            b.unmount_all([(b.vm, m) for m in MODELS[:n]])
+            both = ['new', 'old'] if rep % 2 == 0 else ['old', 'new']
+            for layout in both if n == 8 and 'old' in b.layouts else ['new']:
+                w, t = mount_n(b, [b.vm], MODELS[:n], layout)
+                if layout == 'old':
+                    old_eight.append(t)
+                else:
+                    times.append(t)
+                    walls.append(w)
+                if rep == 0 and n in (1, 4, 8):
+                    memory['%d model(s), 1 VM%s' % (n, ', old' if layout == 'old' else '')] = memory_snapshot(b)
+                b.unmount_all([(b.vm, m) for m in MODELS[:n]], layout)
         curve['%d models into 1 VM' % n] = {'task': summary(times), 'per_mount': summary([x / n for x in times]),
                                             'playbook_wall': summary(walls)}
+    if old_eight:
+        curve['8 models into 1 VM, old'] = {'task': summary(old_eight), 'per_mount': summary([x / 8 for x in old_eight])}
     for k in (2, 3):
         vms = [b.vm] + BENCH_VMS[:k - 1]
         times, walls = [], []
@@ -128,7 +158,9 @@ def run(b):
                                     'guest_round_trips': prof['guest_round_trips'], 'libvirt_c_calls': prof['libvirt_c_calls']}
     say('%-22s %-34s %-28s' % ('case', 'task wall (median, min–max)', 'per mount'))
     for key in ('1 models into 1 VM', '2 models into 1 VM', '4 models into 1 VM', '8 models into 1 VM',
-                '1 model into 2 VMs', '1 model into 3 VMs'):
+                '8 models into 1 VM, old', '1 model into 2 VMs', '1 model into 3 VMs'):
+        if key not in curve:
+            continue
         c = curve[key]
         say('%-22s %-34s %-28s' % (key.replace('1 models', '1 model'), fmt(c['task']), fmt(c['per_mount'])))
     b = b.results['breakdown_mount']
@@ -143,12 +175,13 @@ def run(b):
            b['libvirt_c_calls']))
     say()
     say('== 4. Memory (KiB; JuiceFS clients of the bench volume mount; virtiofsd per device = its process pair) ==')
-    say('%-24s %-5s %-7s %-24s %-7s %-30s' % ('case', 'jfs', 'jfs', 'juicefs RSS anon/file/shm', 'devices',
-                                              'virtiofsd/device anon/file/shm'))
-    say('%-24s %-5s %-7s %-24s %-7s %-30s' % ('', 'mnts', 'procs', '(all clients)', '', '(median)'))
+    columns = '%-26s %-5s %-7s %-24s %-7s %-7s %-24s %-18s'
+    say(columns % ('case', 'jfs', 'jfs', 'juicefs RSS anon/file/shm', 'devices', 'vfsd', 'virtiofsd/device', 'virtiofsd, all'))
+    say(columns % ('', 'mnts', 'procs', '(all clients)', '', 'procs', 'anon/file/shm (median)', 'RSS/RssAnon'))
     for key, m in memory.items():
-        j, v = m['juicefs_kib'], m['virtiofsd_kib_per_device_median']
+        j, v, t = m['juicefs_kib'], m['virtiofsd_kib_per_device_median'], m['virtiofsd_kib_total']
         row = (key, m['juicefs_host_mounts'], m['juicefs_processes'], '%d/%d/%d' % (j['RssAnon'], j['RssFile'], j['RssShmem']),
-               m['virtiofsd_devices'], '%d/%d/%d' % (v['RssAnon'], v['RssFile'], v['RssShmem']))
-        say('%-24s %-5d %-7d %-24s %-7d %-30s' % row)
+               m['virtiofsd_devices'], m['virtiofsd_processes'], '%d/%d/%d' % (v['RssAnon'], v['RssFile'], v['RssShmem']),
+               '%d/%d' % (t['VmRSS'], t['RssAnon']))
+        say('%-26s %-5d %-7d %-24s %-7d %-7d %-24s %-18s' % row)
     say()
