@@ -25,6 +25,9 @@ def plan(ctx):
     current = state.live_records.get(model) if running else None
     current = current or state.config_records.get(model)
     record = current or {'model': model, 'tag': _spec.derive_tag(model)}
+    if current is None and _claimed(state, record['tag']):
+        # A tag is no identity: another model's record names this tag, so what carries it is that model's.
+        return None, None
     _guest_side(ctx, current, record)
     if running and state.fstab is not None:
         new_fstab = _guest.fstab_without(state.fstab, fstab_key(record))
@@ -87,3 +90,8 @@ def _own_device(ctx, tag):
     elif cfg_dev is not None:
         xml = _libvirt.filesystem_xml(cfg_dev['source'], tag)
         ctx.plan.add('detach device %s (persistent)' % tag, lambda: ctx.domain.detach(xml, False, True))
+
+
+def _claimed(state, tag):
+    """Whether a record (live or persistent) of any model names this tag."""
+    return any(r.get('tag') == tag for records in (state.live_records, state.config_records) for r in records.values())

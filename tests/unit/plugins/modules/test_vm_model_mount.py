@@ -1059,3 +1059,16 @@ def test_locked_down_agent_mounts_with_guest_processes_only(domain, host, run_mo
     assert ['head', '-c', str(_guest.MAX_FILE_BYTES + 1), '/proc/self/mountinfo'] in domain.guest.argvs
     assert [a for a in domain.guest.argvs if a[:3] == ['sh', '-c', _guest.WRITE_VALUE_SCRIPT]]
     assert run_module(vm_model_mount, ARGS)['changed'] is False
+
+
+def test_absent_of_an_unrecorded_model_whose_tag_collides_touches_nothing(domain, host, run_module, monkeypatch):
+    # Tags are no identities: a model without a record whose name derives the tag of another model, here one of
+    # the earlier layout (a device carrying that tag, a guest mount and an fstab line of it).
+    legacy(domain, host)
+    before = snapshot(domain)
+    real = _spec.derive_tag
+    monkeypatch.setattr(_spec, 'derive_tag', lambda model: TAG if model == 'collides' else real(model))
+    result = run_module(vm_model_mount, dict(ABSENT, model='collides'))
+    assert result['changed'] is False and result['actions'] == [], result
+    assert snapshot(domain) == before
+    assert domain.guest.answers('/mnt/models/m1')
