@@ -96,6 +96,11 @@ class Mount:
 
 def plan(ctx):
     """Add the steps that make the desired mount true; (record before, record after)."""
+    current = ctx.state.records.get(ctx.desired['model'])
+    if current is not None and current.get('tag'):
+        # The tag names the model's entry in the export tree: a model recorded by an earlier release (with a
+        # shorter hash) keeps it.
+        ctx.desired['tag'] = current['tag']
     mount = Mount(ctx)
     _check(mount)
     _mount_point(mount)

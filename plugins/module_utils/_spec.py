@@ -18,9 +18,11 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 TAG_PREFIX = 'aim-'
-# QEMU refuses a virtiofs tag longer than 36 bytes.
-TAG_MAX_BYTES = 36
-_TAG_HASH_LEN = 8
+# A tag names the model's directory in the VM's export tree (and was the virtiofs tag of the model's own device in
+# an earlier release, for which QEMU allowed 36 bytes).
+TAG_MAX_BYTES = 64
+# 64 bits of the name's sha256: two names that share a tag are not found by trying (32 bits were, in a second).
+_TAG_HASH_LEN = 16
 
 _NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 MODEL_MAX_LEN = 128
@@ -159,10 +161,11 @@ def default_mount_path(model):
 
 
 def derive_tag(model):
-    """The virtiofs tag of a model: deterministic, at most 36 bytes, unique per model.
+    """The tag of a model: deterministic, at most 64 bytes, unique per model.
 
-    ``aim-<start of the model name>-<8 hex digits of its sha256>``: readable in the guest's mount
-    table, and distinct names give distinct tags whatever their length.
+    ``aim-<start of the model name>-<16 hex digits of its sha256>``: readable in the guest's mount
+    table, and distinct names give distinct tags whatever their length. A model already recorded keeps the
+    tag of its record (see ``_mounted.plan``).
     """
     digest = hashlib.sha256(model.encode('utf-8')).hexdigest()[:_TAG_HASH_LEN]
     room = TAG_MAX_BYTES - len(TAG_PREFIX) - 1 - _TAG_HASH_LEN

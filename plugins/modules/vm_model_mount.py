@@ -57,7 +57,7 @@ options:
   model:
     description:
       - Logical name of the model. It identifies the mount within the VM (one mount per model per VM) and derives
-        its tag (C(aim-<name>-<hash>), at most 36 bytes), the name of its directory in the VM's export tree.
+        its tag (C(aim-<name>-<hash>), at most 64 bytes, with 64 bits of the name's sha256), the name of its directory in the VM's export tree.
       - Letters, digits, V(.), V(_) and V(-), starting with a letter or digit, at most 128 characters.
     type: str
     required: true

@@ -95,7 +95,7 @@ def test_tag_is_short_deterministic_and_unique():
     for name, tag in zip(names, tags):
         assert tag == _spec.derive_tag(name)
         assert tag.startswith('aim-')
-        assert len(tag.encode()) <= 36
+        assert len(tag.encode()) <= 64 and len(tag.rsplit('-', 1)[1]) == 16
         assert _spec.is_our_tag(tag)
     assert _spec.derive_tag('all-minilm-l6-v2').startswith('aim-all-minilm-l6-v2-')
 

@@ -1072,3 +1072,14 @@ def test_absent_of_an_unrecorded_model_whose_tag_collides_touches_nothing(domain
     assert result['changed'] is False and result['actions'] == [], result
     assert snapshot(domain) == before
     assert domain.guest.answers('/mnt/models/m1')
+
+
+def test_a_model_recorded_with_a_shorter_tag_keeps_it(domain, host, run_module, monkeypatch):
+    # Recorded by a release whose tags had a shorter hash: its entry in the export tree keeps its name.
+    real = _spec.derive_tag
+    monkeypatch.setattr(_spec, 'derive_tag', lambda model: 'aim-m1-0123abcd' if model == 'm1' else real(model))
+    assert run_module(vm_model_mount, ARGS)['mount']['tag'] == 'aim-m1-0123abcd'
+    monkeypatch.setattr(_spec, 'derive_tag', real)
+    again = run_module(vm_model_mount, ARGS)
+    assert again['changed'] is False and again['mount']['tag'] == 'aim-m1-0123abcd', again
+    assert guest_targets(domain) == ['/mnt/models/m1'] and domain.guest.answers('/mnt/models/m1')
