@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Lab access for the reliability suite: run the modules through ansible-playbook, read the state of a
-VM independently of the collection's own code (raw XML, raw metadata, raw guest files), and check the
-invariant after every case."""
+VM independently of the collection's own code (raw XML, raw metadata, raw guest files, the host's mount
+table), and check the invariant after every case."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
@@ -24,6 +24,12 @@ sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
 import labkit  # noqa: E402  pylint: disable=wrong-import-position
 
 NAMESPACE = 'https://github.com/aimodel/kvm/mounts/v1'
+# Our tags: a device of a model's own (aim-...), a VM's shared device of one access mode (aimodel-<key>).
+OWN_PREFIX = 'aim-'
+SHARED_PREFIX = 'aimodel-'
+# The host's per-VM export trees (<EXPORTS>/<vm uuid>/<key>/<tag>) and where a guest mounts a shared device once.
+EXPORTS = '/var/lib/aimodel/exports'
+GUEST_BASE = '/run/aimodel'
 
 
 class Lab:  # pylint: disable=too-many-instance-attributes
@@ -106,6 +112,17 @@ class Lab:  # pylint: disable=too-many-instance-attributes
         finally:
             conn.close()
 
+    def uuid(self):
+        conn, dom = self.domain()
+        try:
+            return dom.UUIDString()
+        finally:
+            conn.close()
+
+    def export_dir(self, key='ro'):
+        """The VM's export directory of one key: the source of its shared device aimodel-<key>."""
+        return os.path.join(EXPORTS, self.uuid(), key)
+
     def wait_agent(self, timeout=180):
         try:
             labkit.wait_agent(self.uri, self.vm, timeout)
@@ -114,11 +131,12 @@ class Lab:  # pylint: disable=too-many-instance-attributes
             return False
 
     def snapshot(self):
-        """Everything a run could change: host mounts, live and persistent XML, metadata, guest mounts and fstab."""
+        """Everything a run could change: host mounts (volume mounts and the VM's export tree), live and persistent
+        XML, metadata, guest mounts (mountinfo) and fstab."""
         conn, dom = self.domain()
         try:
             active = bool(dom.isActive())
-            snap = {'active': active}
+            snap = {'active': active, 'uuid': dom.UUIDString()}
             snap['live_xml'] = _strip_volatile(dom.XMLDesc(0)) if active else None
             virt = self.libvirt
             snap['config_xml'] = _strip_volatile(dom.XMLDesc(virt.VIR_DOMAIN_XML_INACTIVE))
@@ -130,16 +148,24 @@ class Lab:  # pylint: disable=too-many-instance-attributes
         finally:
             conn.close()
         with open('/proc/self/mountinfo') as handle:
-            snap['host_mounts'] = sorted(line.split(' - ')[0].split()[4] for line in handle if 'fuse.juicefs' in line)
+            host = _mountinfo(handle.read())
+        snap['host_mounts'] = sorted(m['target'] for m in host if m['fstype'] == 'fuse.juicefs')
+        tree = os.path.join(EXPORTS, snap['uuid']) + '/'
+        snap['export_tree'] = sorted((m['target'][len(tree):], m['root'], 'ro' in m['options'])
+                                     for m in host if m['target'].startswith(tree))
         snap['guest_mounts'] = snap['guest_fstab'] = None
         if active:
-            snap['guest_mounts'] = self.guest(['cat', '/proc/mounts'])[1]
+            snap['guest_mounts'] = self.guest(['cat', '/proc/self/mountinfo'])[1]
             snap['guest_fstab'] = self.guest(['cat', '/etc/fstab'])[1]
         return snap
 
     def invariant(self):
-        """Every device of ours has a record and every record its device (or is pending on a stopped VM); no duplicate
-        tags; the guest's mounts and fstab match the records. Returns a list of violations (empty = holds)."""
+        """Every device of ours has a record and every record its device (or is pending on a stopped VM): a shared
+        device (aimodel-<key>, serving the VM's export directory of that key) for a record with ``device``, a device
+        of the model's own (its tag) for a record without; no duplicate tags; the guest's mounts (each model a bind
+        of its directory under its device's base mount, or its own device's mount) and fstab lines match the
+        records; the host binds exactly the recorded models into the running VM's export tree, under read-only
+        export directories. Returns a list of violations (empty = holds)."""
         snap = self.snapshot()
         problems = []
         live = _our_devices(snap['live_xml']) if snap['active'] else []
@@ -147,21 +173,40 @@ class Lab:  # pylint: disable=too-many-instance-attributes
         live_rec = _records(snap['live_meta'])
         config_rec = _records(snap['config_meta'])
         for where, devices in (('live', live), ('config', config)):
-            dups = sorted(set(t for t in devices if devices.count(t) > 1))
+            tags = [tag for tag, _source in devices]
+            dups = sorted(set(t for t in tags if tags.count(t) > 1))
             if dups:
                 problems.append('duplicate %s devices: %s' % (where, dups))
+            for tag, source in devices:
+                if tag.startswith(SHARED_PREFIX) and source != os.path.join(EXPORTS, snap['uuid'], tag[len(SHARED_PREFIX):]):
+                    problems.append('%s device %s serves %s, not its export directory' % (where, tag, source))
         if snap['active']:
-            _compare(problems, 'live', set(live), set(r['tag'] for r in live_rec.values()))
-            guest = set((m[0], m[1]) for m in _guest_mounts(snap['guest_mounts']))
-            want = set((r['tag'], r['mount_path']) for r in live_rec.values() if r.get('guest_mount') != 'false')
-            if guest != want:
-                problems.append('guest mounts %s != recorded %s' % (sorted(guest), sorted(want)))
+            _compare(problems, 'live', set(t for t, _s in live), set(_device_of(r) for r in live_rec.values()))
+            mounted = [r for r in live_rec.values() if r.get('guest_mount') != 'false']
+            guest = set(_guest_mounts(snap['guest_mounts']))
+            want = set(_want_guest_mount(r) for r in mounted)
+            bases = set(m for m in guest if m[0].startswith(SHARED_PREFIX) and m[1] == '/')
+            want_bases = set((r['device'], '/', _base(r['device'])) for r in mounted if r.get('device'))
+            if guest - bases != want:
+                problems.append('guest mounts %s != recorded %s' % (sorted(guest - bases), sorted(want)))
+            if not want_bases <= bases or not set(b[0] for b in bases) <= set(_device_of(r) for r in live_rec.values()):
+                problems.append('guest base mounts %s != devices in use %s' % (sorted(bases), sorted(want_bases)))
+            persisted = [r for r in mounted if r.get('persist') != 'false']
             fstab = set(_fstab(snap['guest_fstab']))
-            want_fstab = set((r['tag'], r['mount_path']) for r in live_rec.values()
-                             if r.get('guest_mount') != 'false' and r.get('persist') != 'false')
+            want_fstab = set(_want_fstab(r) for r in persisted)
+            want_fstab |= set((r['device'], _base(r['device'])) for r in persisted if r.get('device'))
             if fstab != want_fstab:
                 problems.append('guest fstab %s != recorded %s' % (sorted(fstab), sorted(want_fstab)))
-        _compare(problems, 'config', set(config), set(r['tag'] for r in config_rec.values()))
+            entries = set(t for t, _root, _ro in snap['export_tree'] if t.count('/') == 1)
+            want_entries = set('%s/%s' % (r['device'][len(SHARED_PREFIX):], r['tag']) for r in live_rec.values()
+                               if r.get('device'))
+            if entries != want_entries:
+                problems.append('host binds in the export tree %s != recorded %s' % (sorted(entries), sorted(want_entries)))
+            views = dict((t, ro) for t, _root, ro in snap['export_tree'] if '/' not in t)
+            for tag, _source in live:
+                if tag.startswith(SHARED_PREFIX) and not views.get(tag[len(SHARED_PREFIX):]):
+                    problems.append('export directory of %s is not a read-only mount' % tag)
+        _compare(problems, 'config', set(t for t, _s in config), set(_device_of(r) for r in config_rec.values()))
         return problems, snap
 
 
@@ -177,16 +222,44 @@ def _strip_volatile(xml):
     return re.sub(r"<(currentMemory|vcpu)[^>]*>[^<]*</\1>", '', xml)
 
 
+def _device_of(record):
+    """The tag of the device that serves a record: its shared device, or the model's own device."""
+    return record.get('device') or record['tag']
+
+
+def _base(device):
+    """Where the guest mounts a shared device once."""
+    return '%s/%s' % (GUEST_BASE, device[len(SHARED_PREFIX):])
+
+
+def _want_guest_mount(record):
+    if record.get('device'):
+        return record['device'], '/' + record['tag'], record['mount_path']
+    return record['tag'], '/', record['mount_path']
+
+
+def _want_fstab(record):
+    if record.get('device'):
+        return '%s/%s' % (_base(record['device']), record['tag']), record['mount_path']
+    return record['tag'], record['mount_path']
+
+
+def _ours(tag):
+    return tag.startswith(OWN_PREFIX) or tag.startswith(SHARED_PREFIX)
+
+
 def _our_devices(xml):
+    """(tag, source) of the virtiofs devices of ours in a domain XML."""
     if not xml:
         return []
     root = ET.fromstring(xml)
-    tags = []
+    found = []
     for fs in root.findall('./devices/filesystem'):
-        target = fs.find('target')
-        if target is not None and (target.get('dir') or '').startswith('aim-'):
-            tags.append(target.get('dir'))
-    return tags
+        target, source = fs.find('target'), fs.find('source')
+        tag = (target.get('dir') if target is not None else None) or ''
+        if _ours(tag):
+            found.append((tag, source.get('dir') if source is not None else None))
+    return found
 
 
 def _records(xml):
@@ -196,15 +269,32 @@ def _records(xml):
     return dict((m.get('model'), dict(m.attrib)) for m in root.iter() if m.tag.rsplit('}', 1)[-1] == 'mount')
 
 
-def _guest_mounts(text):
+def _unescape(field):
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _mountinfo(text):
+    found = []
     for line in (text or '').splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == 'virtiofs' and parts[0].startswith('aim-'):
-            yield parts[0], parts[1]
+        left, sep, right = line.partition(' - ')
+        fields, rest = left.split(), right.split()
+        if sep and len(fields) >= 6 and len(rest) >= 2:
+            found.append({'root': _unescape(fields[3]), 'target': _unescape(fields[4]), 'options': fields[5].split(','),
+                          'fstype': rest[0], 'source': _unescape(rest[1])})
+    return found
+
+
+def _guest_mounts(text):
+    """(source, root, target) of the guest's virtiofs mounts of our devices."""
+    for mount in _mountinfo(text):
+        if mount['fstype'] == 'virtiofs' and _ours(mount['source']):
+            yield mount['source'], mount['root'], mount['target']
 
 
 def _fstab(text):
+    """(first field, mount point) of the guest's fstab lines of ours: our devices' mounts and binds from a base."""
     for line in (text or '').splitlines():
         parts = line.split()
-        if len(parts) >= 2 and not parts[0].startswith('#') and parts[0].startswith('aim-'):
+        if len(parts) >= 2 and not parts[0].startswith('#') and (
+                _ours(parts[0]) or parts[0].startswith(GUEST_BASE + '/')):
             yield parts[0], parts[1]

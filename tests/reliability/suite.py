@@ -5,9 +5,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Reliability and security suite against the real lab: races, faults, hostile input, secret leaks.
 
-After every case the invariant is checked: every device of ours has a record and every record its
-device (or is pending on a stopped VM), no duplicate tags, the guest's mounts and fstab match the
-records. Prints one line per case and a table (Markdown) at the end; exits 1 if anything did not hold.
+After every case the invariant is checked (tests/reliability/lab.py): every device of ours has a record and
+every record its device (the VM's shared device of its access mode, or a device of the model's own from the
+earlier layout; or it is pending on a stopped VM), no duplicate tags, the guest's mounts (binds from each
+shared device's base mount) and fstab lines match the records, and the host binds exactly the recorded models
+into the VM's export tree. After every fault the re-run must also give the guest the host's bytes. Prints one
+line per case and a table (Markdown) at the end; exits 1 if anything did not hold.
 
   $LAB/venv/bin/python tests/reliability/suite.py [--trials N] [--only races,faults,hostile,secrets]
                                                    [--table docs/reliability.md]
@@ -17,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -28,6 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
 LOCK_TIMEOUT_WORDS = 'lock_timeout'
+# A file of the lab's model that the guest reads after every fault (checksum against the host's copy).
+SAMPLE_FILE = 'config.json'
 FINDINGS = '''## What the suite found, and what was fixed
 
 Each is fixed in the modules and kept as a case here (and as a unit test):
@@ -252,13 +258,41 @@ class Suite:
 
     # --- faults -----------------------------------------------------------------------------------
     def heal(self, model, path):
-        """One re-run converges: changed or not, the mount ends mounted and the invariant holds."""
+        """One re-run converges: changed or not, the mount ends mounted, the invariant holds and the guest reads the
+        host's bytes at the mount path."""
         result = self.lab.module('vm_model_mount', self.lab.mount_args(model, mount_path=path))
         info = self.lab.module('vm_model_mount_info', {'uri': self.lab.uri, 'vm': self.lab.vm, 'model': model})
         statuses = [m['status'] for m in info.get('mounts', [])]
         problems = self.invariant()
-        return (not result.get('failed') and statuses == ['mounted'] and not problems,
-                result.get('msg') or '%s %s' % (statuses, problems))
+        same_bytes = self.guest_sum(path + '/' + SAMPLE_FILE) == self.host_sum(SAMPLE_FILE)
+        return (not result.get('failed') and statuses == ['mounted'] and not problems and same_bytes,
+                result.get('msg') or '%s %s%s' % (statuses, problems, '' if same_bytes else ' the guest reads other bytes'))
+
+    def guest_sum(self, path):
+        code, out, _err = self.lab.guest(['sha256sum', path])
+        return out.split()[0] if code == 0 and out.split() else None
+
+    def host_sum(self, name):
+        with open(os.path.join(self.lab.vars['lab_model_host_dir'], name), 'rb') as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+
+    def virtiofsd(self, key='ro'):
+        """PIDs of the virtiofsd processes of the VM's shared device of this key."""
+        return sorted(self.pids(['virtiofsd', 'source=' + self.lab.export_dir(key)]))
+
+    @staticmethod
+    def kept_device(first, served_by, now):
+        """What is wrong with a heal that must keep the shared device: a detach or attach, no remount of the host
+        volume, another virtiofsd (None: nothing)."""
+        actions = first.get('actions') or []
+        wrong = []
+        if any('detach' in a or 'attach' in a for a in actions):
+            wrong.append('it detached or attached: %s' % actions)
+        if not any(a.startswith('remount the dead host volume') for a in actions):
+            wrong.append('no remount of the host volume: %s' % actions)
+        if not served_by or now != served_by:
+            wrong.append('virtiofsd %s before, %s after' % (served_by, now))
+        return '; '.join(wrong) or None
 
     def pids(self, needle_words):
         out = subprocess.run(['ps', '-eo', 'pid=,args='], stdout=subprocess.PIPE, check=True).stdout.decode()
@@ -284,19 +318,25 @@ class Suite:
             self.reset(models + ALL_MODELS)
 
     def fault(self, case, inject, model, path, during=False, tries=None, restart_before_heal=False, expect=None,
-              restart_after=False):
+              restart_after=False, keeps_device=False):
         """Inject a fault; the run ends with success or a clear error (containing ``expect`` when given); after
         it (and a VM restart where the fault leaves no other way), one re-run converges with the invariant held.
-        ``restart_after``: restart the VM after each try, when the fault outlives it (so that tries are independent)."""
+        ``restart_after``: restart the VM after each try, when the fault outlives it (so that tries are independent).
+        ``keeps_device``: the first run after the fault must heal it without a detach or attach, with the same
+        virtiofsd serving the shared device."""
         held, notes = 0, []
         tries = tries or max(1, self.trials // 5)
         for _try in range(tries):
             lab = self.lab
             self.clean_start([model])
+            wrong = None
             if not during:
                 lab.module('vm_model_mount', lab.mount_args(model, mount_path=path))
+                served_by = self.virtiofsd() if keeps_device else None
                 inject()
                 first = lab.module('vm_model_mount', lab.mount_args(model, mount_path=path))
+                if keeps_device:
+                    wrong = self.kept_device(first, served_by, self.virtiofsd())
             else:
                 proc = lab.playbook([{'name': 'm', 'aimodel.kvm.vm_model_mount': lab.mount_args(model, mount_path=path),
                                       'ignore_errors': True}])
@@ -309,10 +349,10 @@ class Suite:
             if restart_before_heal:
                 self.restart_vm()
             ok, detail = self.heal(model, path)
-            if clear and ok:
+            if clear and ok and not wrong:
                 held += 1
             else:
-                notes.append('first run: %s; re-run: %s' % (first.get('msg', 'ok'), detail))
+                notes.append('first run: %s; re-run: %s' % (wrong or first.get('msg', 'ok'), detail))
             self.reset([model])
             if restart_after:
                 self.restart_vm()
@@ -320,10 +360,9 @@ class Suite:
 
     def faults(self):
         lab = self.lab
-        src = '/%s/ro/%s' % (lab.vars['lab_volume_name'], lab.vars['lab_model_source'])
 
         def kill_virtiofsd():
-            for pid in self.pids(['virtiofsd', src]):
+            for pid in self.virtiofsd():
                 os.kill(pid, 9)
             time.sleep(1)
 
@@ -369,9 +408,12 @@ class Suite:
 
         # A guest process that touches a virtiofs mount whose virtiofsd died hangs for good and pins the device:
         # the module must say that only a VM restart frees it; after the restart one run converges.
-        self.fault('virtiofsd killed while mounted (needs a VM restart)', kill_virtiofsd, 'f-virtiofsd',
-                   '/mnt/f/virtiofsd', restart_before_heal=True, expect='Restart the VM')
-        self.fault('the model repository client killed (both processes)', kill_client, 'f-client', '/mnt/f/client')
+        self.fault('virtiofsd of the shared device killed while mounted (needs a VM restart)', kill_virtiofsd,
+                   'f-virtiofsd', '/mnt/f/virtiofsd', restart_before_heal=True, expect='Restart the VM')
+        # A dead host volume is healed on the host (remount, pin again) and in the guest (bind again): the shared
+        # device and its virtiofsd stay.
+        self.fault('the model repository client killed (both processes), healed without a detach', kill_client,
+                   'f-client', '/mnt/f/client', keeps_device=True)
         # After a libvirtd restart, libvirt < 9.2 refuses virtiofs hot-plug into the VMs that were running (see
         # below) until they restart: the next try starts from a restarted VM.
         self.fault('libvirtd restarted between runs', restart_libvirtd, 'f-libvirtd', '/mnt/f/libvirtd',
@@ -460,8 +502,11 @@ def main():
                          'runs it with 3 trials per race. '
                          'Produced by `tests/reliability/suite.py --trials %d` against the lab (%s, %d s). The '
                          'invariant checked after every case: every device of ours has a record and every record '
-                         'its device (or is pending on a stopped VM); no duplicate tags; the guest\'s mounts and '
-                         'fstab match the records.\n\n%s\n\n%s'
+                         'its device (the VM\'s shared device of its access mode, or a device of the model\'s own '
+                         'from the earlier layout; or it is pending on a stopped VM); no duplicate tags; the '
+                         'guest\'s mounts (binds from each shared device\'s base mount) and fstab lines match the '
+                         'records; the host binds exactly the recorded models into the VM\'s export tree. After '
+                         'every fault the re-run also gives the guest the host\'s bytes.\n\n%s\n\n%s'
                          % (opts.trials, time.strftime('%Y-%m-%d'), elapsed, suite.table(), FINDINGS))
     shutil.rmtree(lab.work, ignore_errors=True)
     passed = len(suite.rows) - suite.failures
