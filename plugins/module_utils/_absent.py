@@ -24,7 +24,7 @@ def plan(ctx):
     running = state.active
     current = state.live_records.get(model) if running else None
     current = current or state.config_records.get(model)
-    record = current or {'model': model, 'tag': _spec.derive_tag(model)}
+    record = current or _unrecorded(state, model)
     if current is None and _claimed(state, record['tag']):
         # A tag is no identity: another model's record names this tag, so what carries it is that model's.
         return None, None
@@ -95,3 +95,14 @@ def _own_device(ctx, tag):
 def _claimed(state, tag):
     """Whether a record (live or persistent) of any model names this tag."""
     return any(r.get('tag') == tag for records in (state.live_records, state.config_records) for r in records.values())
+
+
+def _unrecorded(state, model):
+    """What a model without a record may have left: devices, guest mounts and fstab lines with its tag, or with
+    the tag an earlier release derived for it."""
+    tag = _spec.derive_tag(model)
+    legacy = _spec.legacy_tag(model)
+    if not (state.devices_with_tag(tag) or state.device(tag, config=True)) and \
+            (state.devices_with_tag(legacy) or state.device(legacy, config=True) or state.guest_mounts_of(legacy)):
+        tag = legacy
+    return {'model': model, 'tag': tag}

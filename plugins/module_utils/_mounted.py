@@ -217,7 +217,13 @@ def _pin(m):
             host.pin(m.uuid, m.key, m.entry, m.point, desired['source_path'], desired['read_only'])
         except _juicefs.VolumeError as exc:
             raise OperationFailed('source_path: %s' % exc, field='source_path')
-    add_undo = (lambda: host.unpin(m.uuid, m.key, m.entry)) if was == 'missing' else None
+    first = not [mdl for mdl in ctx.state.records_on(m.device) if mdl != m.model]
+
+    def unpin():
+        host.unpin(m.uuid, m.key, m.entry)
+        if first:
+            host.remove_view(m.uuid, m.key)   # made by this pin: no other model is on the device
+    add_undo = unpin if was == 'missing' else None
     ctx.plan.add('%s %s of volume %s into the export tree of the VM (%s)'
                  % ('pin' if was == 'missing' else 'pin again (%s)' % was, desired['source_path'], desired['volume'],
                     _export.entry_path(m.uuid, m.key, m.entry)),

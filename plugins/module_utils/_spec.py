@@ -174,6 +174,14 @@ def derive_tag(model):
     return tag
 
 
+def legacy_tag(model):
+    """The tag an earlier release derived (8 hex digits, at most 36 bytes): the virtiofs tag of the model's own
+    device, which a model without a record may still have."""
+    digest = hashlib.sha256(model.encode('utf-8')).hexdigest()[:8]
+    slug = re.sub(r'[^a-z0-9._-]', '-', model.lower())[:36 - len(TAG_PREFIX) - 1 - 8].rstrip('.-_')
+    return '%s%s-%s' % (TAG_PREFIX, slug, digest) if slug else '%s%s' % (TAG_PREFIX, digest)
+
+
 def is_our_tag(tag):
     return isinstance(tag, str) and tag.startswith(TAG_PREFIX)
 

@@ -1083,3 +1083,15 @@ def test_a_model_recorded_with_a_shorter_tag_keeps_it(domain, host, run_module, 
     again = run_module(vm_model_mount, ARGS)
     assert again['changed'] is False and again['mount']['tag'] == 'aim-m1-0123abcd', again
     assert guest_targets(domain) == ['/mnt/models/m1'] and domain.guest.answers('/mnt/models/m1')
+
+
+def test_absent_of_an_unrecorded_model_finds_the_device_the_earlier_release_tagged(domain, host, run_module):
+    # An orphan of the earlier release: a device of the model's own, tagged with the 8-digit hash, no record.
+    old_tag = _spec.legacy_tag('m1')
+    assert old_tag != TAG and len(old_tag.rsplit('-', 1)[1]) == 8
+    xml = _libvirt.filesystem_xml(POINT + '/models/m1', old_tag)
+    domain.attach(xml, True, True)
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['changed'] is True, result
+    assert result['actions'] == ['detach device %s (live and persistent) and wait until the guest released it' % old_tag]
+    assert domain.live == [] and domain.config == []
