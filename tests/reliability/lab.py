@@ -123,12 +123,26 @@ class Lab:  # pylint: disable=too-many-instance-attributes
         """The VM's export directory of one key: the source of its shared device aimodel-<key>."""
         return os.path.join(EXPORTS, self.uuid(), key)
 
-    def wait_agent(self, timeout=180):
+    def wait_agent(self, timeout=180, vm=None):
         try:
-            labkit.wait_agent(self.uri, self.vm, timeout)
+            labkit.wait_agent(self.uri, vm or self.vm, timeout)
             return True
         except labkit.AgentError:
             return False
+
+    def is_active(self, name):
+        conn = self.libvirt.open(self.uri)
+        try:
+            return bool(conn.lookupByName(name).isActive())
+        except self.libvirt.libvirtError:
+            return False
+        finally:
+            conn.close()
+
+    def other_running_vms(self):
+        """The lab's other VMs (lab.env's LAB_VM2, LAB_VM_Q35) that are running now."""
+        names = [self.vars.get(key) for key in ('lab_vm2', 'lab_vm_q35')]
+        return [name for name in names if name and name != self.vm and self.is_active(name)]
 
     def snapshot(self):
         """Everything a run could change: host mounts (volume mounts and the VM's export tree), live and persistent
