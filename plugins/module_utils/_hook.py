@@ -125,6 +125,7 @@ def pin_plan(records):
             refused.append((model, why))
             continue
         pins.append({'model': model, 'key': key, 'entry': rec['tag'], 'volume': rec['volume'],
+                     'volume_uuid': rec.get('volume_uuid'),
                      'source_path': source_path, 'read_only': bool(rec.get('read_only', True)),
                      'point': _juicefs.mountpoint(rec['volume'], rec.get('read_only', True),
                                                   rec.get('mount_root') or None)})
@@ -177,6 +178,11 @@ class Host:
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         return set(p for p, ok in answers.items() if ok)
+
+    @staticmethod
+    def identity(point, timeout):
+        """(name, UUID) of the volume mounted at point (it answers statfs), or None."""
+        return _juicefs.mounted_identity(point, timeout)
 
     def prepare_view(self, uuid, key, mounts):
         _export.prepare_view(uuid, key, self.root, mounts)
@@ -236,13 +242,22 @@ def prepare(host, xml_text, log, statfs_timeout=STATFS_TIMEOUT):
         log('model %s left out: its record is refused: %s' % (model, why))
     states = dict((p['point'], volume_state(mounts, p['point'], p['volume'])) for p in pins)
     answering = host.answering(sorted(p for p, s in states.items() if s == 'mounted'), statfs_timeout)
+    identities = {}
     pinned = 0
     for pin in pins:
         state = states[pin['point']]
         if state == 'mounted' and pin['point'] not in answering:
             state = 'dead'
+        if state == 'mounted' and pin['volume_uuid']:
+            if pin['point'] not in identities:
+                identities[pin['point']] = host.identity(pin['point'], statfs_timeout)
+            found = identities[pin['point']]
+            if found is None or found[1] != pin['volume_uuid']:
+                state = 'another'
+                pin['found'] = found[1] if found else 'unknown'
         why = {'absent': 'volume %(volume)s is not mounted at %(point)s',
                'foreign': 'what is mounted at %(point)s is not volume %(volume)s',
+               'another': 'the volume %(volume)s mounted at %(point)s is UUID %(found)s, not the recorded %(volume_uuid)s',
                'dead': 'volume %(volume)s at %(point)s does not answer'}.get(state, '') % pin
         if not why:
             try:

@@ -151,6 +151,11 @@ def _entry(state, vm_name, host_volumes, rec, access):
                 reasons.append('read_ahead_differs')
         if host in ('dead', 'foreign'):
             reasons.append('host_volume_dead')
+        elif host == 'slow':
+            reasons.append('host_volume_slow')
+        elif host == 'mounted' and rec.get('volume_uuid') and \
+                (host_volumes.identity(rec['volume'], rec.get('read_only', True)) or (None, None))[1] != rec['volume_uuid']:
+            reasons.append('host_volume_not_recorded')
         elif pinned in PIN_REASONS:
             reasons.append(PIN_REASONS[pinned])
         status = STATUS_DEGRADED if reasons else STATUS_MOUNTED

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ CLIENT_NAME = 'juicefs'
 FSTYPE = 'fuse.juicefs'
 _SEARCH_DIRS = ('/usr/local/bin', '/usr/bin', '/opt/juicefs/bin')
 HOST_MOUNTINFO = '/proc/self/mountinfo'
+# How long a volume's statfs may take before the volume is called slow.
+STATFS_TIMEOUT = 5.0
 
 
 class VolumeError(AimodelError):
@@ -38,6 +41,11 @@ class VolumeError(AimodelError):
 
 def mountpoint(volume, read_only, root=None):
     return os.path.join(root or DEFAULT_MOUNT_ROOT, volume, 'ro' if read_only else 'rw')
+
+
+def log_path(volume, read_only, log_dir=None):
+    """The client's log of the volume's host mount."""
+    return os.path.join(log_dir or DEFAULT_LOG_DIR, '%s-%s.log' % (volume, 'ro' if read_only else 'rw'))
 
 
 def _host_mounts(path=HOST_MOUNTINFO):
@@ -50,17 +58,20 @@ def mount_table(path=HOST_MOUNTINFO):
     return dict((m['target'], (m['fstype'], m['source'])) for m in _host_mounts(path))
 
 
-def _statfs_with_timeout(path, timeout):
-    """statfs in a thread: a hung FUSE mount must not hang the module. Returns an errno or 0.
+# The client's view of its own settings, at the root of every mount (JSON, readable by root only).
+CONFIG_FILE = '.config'
+CONFIG_MAX_BYTES = 1 << 20
+_UUID_RE = re.compile(r'^[0-9a-fA-F-]{8,64}$')
 
-    statfs always reaches the FUSE daemon; a stat can be answered from the kernel's attribute cache for
-    a second after the last access, even when the daemon is dead.
-    """
+
+def _in_thread(call, timeout):
+    """call() in a thread: a hung FUSE mount must not hang the module. Returns (errno or 0, its result);
+    ETIMEDOUT when it did not answer in time (its thread stays blocked until the daemon answers)."""
     outcome = {}
 
     def probe():
         try:
-            os.statvfs(path)
+            outcome['result'] = call()
             outcome['errno'] = 0
         except OSError as exc:
             outcome['errno'] = exc.errno or errno.EIO
@@ -69,19 +80,60 @@ def _statfs_with_timeout(path, timeout):
     worker.daemon = True
     worker.start()
     worker.join(timeout)
-    return outcome.get('errno', errno.ETIMEDOUT)
+    return outcome.get('errno', errno.ETIMEDOUT), outcome.get('result')
 
 
-def _run(argv, env_extra=None, timeout=120):
+def _statfs_with_timeout(path, timeout):
+    """statfs with a timeout: an errno or 0.
+
+    statfs always reaches the FUSE daemon; a stat can be answered from the kernel's attribute cache for
+    a second after the last access, even when the daemon is dead.
+    """
+    return _in_thread(lambda: os.statvfs(path), timeout)[0]
+
+
+def identity_of(settings):
+    """(name, UUID) from the client's format settings (``Format`` of the mount's config file, or what
+    ``juicefs config`` prints), or None when they do not have that shape."""
+    if not isinstance(settings, dict):
+        return None
+    name, uuid = settings.get('Name'), settings.get('UUID')
+    if isinstance(name, str) and isinstance(uuid, str) and _UUID_RE.match(uuid):
+        return name, uuid.lower()
+    return None
+
+
+def mounted_identity(point, timeout=5.0):
+    """(name, UUID) of the volume the client mounted at ``point``, read from its config file; None when it
+    cannot be read in time or has no such fields. Nothing else of that file (it holds the object storage's
+    settings) leaves this function."""
+    def read():
+        with open(os.path.join(point, CONFIG_FILE), 'rb') as handle:
+            return handle.read(CONFIG_MAX_BYTES + 1)
+    err, data = _in_thread(read, timeout)
+    if err or data is None or len(data) > CONFIG_MAX_BYTES:
+        return None
+    try:
+        settings = json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return identity_of(settings.get('Format') if isinstance(settings, dict) else None)
+
+
+def _run(argv, env_extra=None, timeout=120, stderr=True):
+    """(exit code, output); with ``stderr=False`` the output is stdout alone unless the command fails."""
     env = dict(os.environ)
     env.pop('META_PASSWORD', None)
     env.update(env_extra or {})
     try:
         proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout, check=False)
+                              stderr=subprocess.STDOUT if stderr else subprocess.PIPE, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return 124, 'timed out after %ss' % timeout
-    return proc.returncode, proc.stdout.decode('utf-8', 'replace')
+    output = proc.stdout
+    if not stderr and proc.returncode != 0:
+        output = proc.stderr + output
+    return proc.returncode, output.decode('utf-8', 'replace')
 
 
 def _scrub(text, secrets):
@@ -135,16 +187,41 @@ class Host:
         entry = visible_at(_host_mounts(path), point)
         return entry['id'] if entry else None
 
-    def status(self, point, volume_name=None, timeout=5.0):
-        """``mounted`` (healthy), ``absent``, ``dead`` (listed but not answering) or ``foreign``
-        (something else is mounted there)."""
+    def status(self, point, volume_name=None, timeout=STATFS_TIMEOUT):
+        """``mounted`` (healthy), ``absent``, ``dead`` (listed, and its client gone or failing), ``slow``
+        (listed, and statfs not answered within ``timeout``: busy or hung, which cannot be told apart, so
+        never treated as dead) or ``foreign`` (something else is mounted there)."""
         entry = mount_table().get(point)
         if entry is None:
             return 'absent'
         fstype, source = entry
         if fstype != FSTYPE or (volume_name and source != 'JuiceFS:%s' % volume_name):
             return 'foreign'
-        return 'mounted' if _statfs_with_timeout(point, timeout) == 0 else 'dead'
+        err = _statfs_with_timeout(point, timeout)
+        if err == errno.ETIMEDOUT:
+            return 'slow'
+        return 'mounted' if err == 0 else 'dead'
+
+    @staticmethod
+    def mounted_identity(point):
+        return mounted_identity(point)
+
+    def engine_identity(self, client, meta_url, password, timeout=60):
+        """(name, UUID) of the volume the metadata engine at ``meta_url`` holds, as the client reads it."""
+        check_reachable(meta_url)
+        env = {'META_PASSWORD': password} if password else {}
+        rc, output = _run([client, 'config', meta_url],
+                          env, timeout, stderr=False)
+        found = None
+        if rc == 0:
+            try:
+                found = identity_of(json.loads(output))
+            except ValueError:
+                found = None
+        if found is None:
+            raise VolumeError('volume.meta_url: cannot read the volume\'s identity from the metadata engine at %s '
+                              '(exit %s): %s' % (meta_url, rc, _scrub(output.strip()[-500:], [password])))
+        return found
 
     def describe(self, point):
         entry = mount_table().get(point)
@@ -159,7 +236,7 @@ class Host:
         log_dir = log_dir or DEFAULT_LOG_DIR
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
         argv = [client, 'mount', '--background', '--no-usage-report',
-                '--log', os.path.join(log_dir, '%s-%s.log' % (volume, 'ro' if read_only else 'rw'))]
+                '--log', log_path(volume, read_only, log_dir)]
         if read_only:
             argv.append('--read-only')
         if cache_dir:

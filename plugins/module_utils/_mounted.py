@@ -147,14 +147,24 @@ def _mount_point(m):
                        lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
 
 
+SLOW_VOLUME = ('volume %s at %s does not answer statfs within %ss: it is slow or hung, which cannot be told apart, so '
+               'it is not remounted (the models of other VMs are read from it); nothing was changed. Check its client '
+               '(log: %s) and the metadata engine, then run again')
+
+
 def _host_volume(m):
-    """The host volume (mounted, or remounted when its client died) and the model's directory on it."""
+    """The host volume (mounted, or remounted when its client died), proven to be the volume the task names, and
+    the model's directory on it."""
     desired, volume, add = m.desired, m.ctx.volume, m.ctx.plan.add
     m.host_state = m.host.status(desired['volume'], desired['read_only'])
     m.client = m.ctx.host.find_client(volume['client_path'])
     if m.host_state == 'foreign':
         raise OperationFailed('%s is in use by something else (%s), not by volume %s'
                               % (m.point, m.ctx.host.describe(m.point), desired['volume']))
+    if m.host_state == 'slow':
+        raise OperationFailed(SLOW_VOLUME % (desired['volume'], m.point, _juicefs.STATFS_TIMEOUT,
+                                             _juicefs.log_path(desired['volume'], desired['read_only'])))
+    desired['volume_uuid'] = _identity(m)
     if m.host_state == 'dead':
         add('remount the dead host volume %s at %s' % (desired['volume'], m.point),
             lambda: mount_volume(m.ctx, m.client, clear_dead=True))
@@ -170,19 +180,54 @@ def _host_volume(m):
             lambda: m.ctx.host.warmup(m.client, '%s/%s' % (m.point, desired['source_path'])))
 
 
+def _identity(m):
+    """The UUID of the volume the task names. The metadata engine is asked, unless this model's record already
+    holds the answer for this very URL and the host mount is that volume. A host mount of another volume of the
+    same name is refused: serving from it would mount another repository's model."""
+    desired, volume = m.desired, m.ctx.volume
+    mounted = m.host.identity(desired['volume'], desired['read_only']) if m.host_state == 'mounted' else None
+    rec = m.current or {}
+    if rec.get('volume_uuid') and rec.get('meta_url') == volume['meta_url'] and mounted \
+            and mounted[1] == rec['volume_uuid']:
+        return rec['volume_uuid']
+    try:
+        name, uuid = m.ctx.host.engine_identity(m.client, volume['meta_url'], volume['password'])
+    except _juicefs.VolumeError as exc:
+        raise OperationFailed(str(exc), field='volume.meta_url')
+    if name != desired['volume']:
+        raise OperationFailed('volume.name: the metadata engine at %s holds volume %s, not %s; nothing was changed'
+                              % (volume['meta_url'], name, desired['volume']), field='volume.name')
+    if m.host_state == 'mounted' and (mounted is None or mounted[1] != uuid):
+        raise OperationFailed(
+            'volume.meta_url: %s is mounted at %s, but it is not the volume %s of %s (UUID %s): %s. Two volumes '
+            'share the name %s; nothing was changed. Give this one another volume.mount_root, or unmount the other'
+            % (desired['volume'], m.point, desired['volume'], volume['meta_url'], uuid,
+               'its UUID is %s' % mounted[1] if mounted else 'its identity cannot be read',
+               desired['volume']), field='volume.meta_url')
+    return uuid
+
+
 def mount_volume(ctx, client, clear_dead=False):
-    """Mount the host volume under the volume's lock (another run may have mounted or repaired it meanwhile)."""
+    """Mount the host volume under the volume's lock (another run may have mounted or repaired it meanwhile); what
+    is mounted must be the volume of the desired UUID."""
     desired, volume, host = ctx.desired, ctx.volume, ctx.host
     with _lock.Lock('volume-%s-%s' % (desired['volume'], 'ro' if desired['read_only'] else 'rw'),
                     ctx.params['lock_timeout'], 'volume %s' % desired['volume']):
         point = _juicefs.mountpoint(desired['volume'], desired['read_only'], volume['mount_root'])
         current = host.status(point, desired['volume'])
-        if current == 'mounted':
-            return
-        if current == 'dead' and clear_dead:
-            host.lazy_unmount(point)
-        host.mount(client, desired['volume'], volume['meta_url'], volume['password'], desired['read_only'],
-                   root=volume['mount_root'], cache_dir=volume['cache_dir'], cache_size=volume['cache_size'])
+        if current == 'slow':
+            raise OperationFailed(SLOW_VOLUME % (desired['volume'], point, _juicefs.STATFS_TIMEOUT,
+                                                 _juicefs.log_path(desired['volume'], desired['read_only'])))
+        if current != 'mounted':
+            if current == 'dead' and clear_dead:
+                host.lazy_unmount(point)
+            host.mount(client, desired['volume'], volume['meta_url'], volume['password'], desired['read_only'],
+                       root=volume['mount_root'], cache_dir=volume['cache_dir'], cache_size=volume['cache_size'])
+        found = host.mounted_identity(point)
+        if found is None or found[1] != desired['volume_uuid']:
+            raise OperationFailed('volume.meta_url: the volume mounted at %s is %s, not the volume %s (UUID %s)'
+                                  % (point, 'UUID %s' % found[1] if found else 'of an identity that cannot be read',
+                                     desired['volume'], desired['volume_uuid']), field='volume.meta_url')
 
 
 def check_source(host, point, desired):

@@ -24,14 +24,16 @@ KEY = 'aimodel'
 # ``tag`` names the model's directory in the VM's export tree; ``device`` is the tag of the VM's shared
 # virtiofs device that serves it (a record without one is of a model mounted as a virtiofs device of its own,
 # tagged ``tag``); ``mount_root`` is where the host mounts the volume (the libvirt hook pins from there).
-FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'device', 'read_only', 'persist', 'guest_mount',
-          'cache', 'read_ahead_kb', 'mount_root', 'created', 'updated')
+# ``volume_uuid`` is the volume's identity as its metadata engine reports it and ``meta_url`` that engine's URL
+# without its password: a volume is what they name, not its name (two engines may each hold a volume ``models``).
+FIELDS = ('model', 'volume', 'volume_uuid', 'meta_url', 'source_path', 'mount_path', 'tag', 'device', 'read_only',
+          'persist', 'guest_mount', 'cache', 'read_ahead_kb', 'mount_root', 'created', 'updated')
 # Bookkeeping of the module, never returned: ``verified`` is the data path (virtiofsd process and host
 # volume mount) under which the guest mount was last proven readable; live records only.
 INTERNAL_FIELDS = ('verified',)
 _BOOL_FIELDS = ('read_only', 'persist', 'guest_mount')
 # The fields that define what is mounted; the others are bookkeeping.
-IDENTITY_FIELDS = ('model', 'volume', 'source_path', 'mount_path', 'tag', 'device', 'read_only', 'persist',
+IDENTITY_FIELDS = ('model', 'volume', 'volume_uuid', 'meta_url', 'source_path', 'mount_path', 'tag', 'device', 'read_only', 'persist',
                    'guest_mount', 'cache', 'read_ahead_kb', 'mount_root')
 _INT_FIELDS = ('read_ahead_kb',)
 

@@ -263,6 +263,9 @@ def desired_from_params(params):
     desired = {
         'model': model,
         'volume': name,
+        # Filled in by the plan from the metadata engine (or a record that already proved it).
+        'volume_uuid': None,
+        'meta_url': meta_url,
         'source_path': normalize_source_path(params['source_path']),
         'mount_path': mount_path,
         'tag': derive_tag(model),

@@ -124,13 +124,14 @@ def data_path(domain, live_devices, device, host, key, entry, guest_mount_id):
 
 
 class HostVolumes:
-    """The host's volume mounts under one mount root, each looked at once: ``mounted``, ``absent``, ``dead``
-    or ``foreign`` (see ``_juicefs.Host.status``)."""
+    """The host's volume mounts under one mount root, each looked at once: ``mounted``, ``absent``, ``dead``,
+    ``slow`` or ``foreign`` (see ``_juicefs.Host.status``), and which volume is mounted."""
 
     def __init__(self, host, mount_root):
         self.host = host
         self.mount_root = mount_root
         self._status = {}
+        self._identity = {}
 
     def point(self, volume, read_only):
         return _juicefs.mountpoint(volume, read_only, self.mount_root)
@@ -140,3 +141,10 @@ class HostVolumes:
         if point not in self._status:
             self._status[point] = self.host.status(point, volume)
         return self._status[point]
+
+    def identity(self, volume, read_only):
+        """(name, UUID) of the volume mounted at the volume's point (it must be ``mounted``), or None."""
+        point = self.point(volume, read_only)
+        if point not in self._identity:
+            self._identity[point] = self.host.mounted_identity(point)
+        return self._identity[point]

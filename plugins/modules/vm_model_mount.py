@@ -280,6 +280,16 @@ mount:
       description: Volume name.
       type: str
       sample: models
+    volume_uuid:
+      description:
+        - The volume's UUID as its metadata engine reported it when the model was mounted; a volume is this, not
+          its name. V(null) in a record of an earlier release (the next run of M(aimodel.kvm.vm_model_mount) adds it).
+      type: str
+      sample: b28a9107-10c1-4904-931f-f4f367595740
+    meta_url:
+      description: The URL of the volume's metadata engine, without its password.
+      type: str
+      sample: redis://10.0.0.5:6379/1
     source_path:
       description: Normalized directory of the model inside the volume.
       type: str

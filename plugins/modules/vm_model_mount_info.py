@@ -78,6 +78,8 @@ mounts:
     - vm: inference-01
       model: all-minilm-l6-v2
       volume: models
+      volume_uuid: b28a9107-10c1-4904-931f-f4f367595740
+      meta_url: redis://10.0.0.5:6379/1
       source_path: models/all-minilm-l6-v2
       mount_path: /mnt/models/all-minilm-l6-v2
       tag: aim-all-minilm-l6-v2-d2ab480c
@@ -128,6 +130,8 @@ mounts:
     - vm: batch-07
       model: all-minilm-l6-v2
       volume: models
+      volume_uuid: b28a9107-10c1-4904-931f-f4f367595740
+      meta_url: redis://10.0.0.5:6379/1
       source_path: models/all-minilm-l6-v2
       mount_path: /mnt/models/all-minilm-l6-v2
       tag: aim-all-minilm-l6-v2-d2ab480c
@@ -163,6 +167,16 @@ mounts:
       description: Volume name.
       type: str
       sample: models
+    volume_uuid:
+      description:
+        - The volume's UUID as its metadata engine reported it when the model was mounted; a volume is this, not
+          its name. V(null) in a record of an earlier release (the next run of M(aimodel.kvm.vm_model_mount) adds it).
+      type: str
+      sample: b28a9107-10c1-4904-931f-f4f367595740
+    meta_url:
+      description: The URL of the volume's metadata engine, without its password.
+      type: str
+      sample: redis://10.0.0.5:6379/1
     source_path:
       description: Directory of the model inside the volume.
       type: str
@@ -257,12 +271,16 @@ mounts:
           reported in full.
         - V(fstab_missing) a persistent mount has no line in the guest's fstab (it will not come back after a reboot).
         - V(host_volume_dead) the volume's client on the host died or something else is mounted there.
+        - V(host_volume_slow) the volume's host mount did not answer statfs within 5 seconds: busy or hung, which cannot
+          be told apart; M(aimodel.kvm.vm_model_mount) then fails rather than remount a volume other VMs read from.
+        - V(host_volume_not_recorded) the volume mounted on the host under the recorded name is not the recorded volume
+          (its UUID differs from RV(mounts[].volume_uuid)): another volume of the same name.
         - V(not_pinned), V(pin_stale), V(pin_dead) the model's bind on the host is missing, binds something else, or
           does not answer (see RV(mounts[].host_pinned)); the guest then does not read the recorded directory.
         - V(read_ahead_differs) the guest's readahead of the mount is not RV(mounts[].read_ahead_kb) (after a guest
           reboot, which mounts it again with the kernel's default, or a change by hand).
         - Running M(aimodel.kvm.vm_model_mount) again with the same arguments repairs every reason but
-          V(guest_unreachable) and V(vm_stopped).
+          V(guest_unreachable), V(vm_stopped), V(host_volume_slow) and V(host_volume_not_recorded).
       type: list
       elements: str
       sample: [not_mounted_in_guest]

@@ -17,7 +17,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeConnection, FakeDomain
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, FakeConnection, FakeDomain
 
 
 class ExitJson(Exception):
@@ -51,6 +51,9 @@ class FakeHost:
         self.calls = []         # pin, unpin and remove_view, in order
         self.fail_pin = None
         self._next_bind = 500
+        self.engines = {}       # meta_url -> (name, UUID) its engine reports (default: FAKE_IDENTITY)
+        self.identities = {}    # mount point -> (name, UUID) of the volume mounted there (default: FAKE_IDENTITY)
+        self.engine_calls = []
 
     @staticmethod
     def find_client(explicit=None):
@@ -69,6 +72,16 @@ class FakeHost:
 
     def status(self, point, volume_name=None, timeout=5.0):
         return self.state.get(point, 'absent')
+
+    def mounted_identity(self, point):
+        return self.identities.get(point, FAKE_IDENTITY) if self.state.get(point) == 'mounted' else None
+
+    def engine_identity(self, client, meta_url, password):
+        self.engine_calls.append(meta_url)
+        found = self.engines.get(meta_url, FAKE_IDENTITY)
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def mount(self, client, volume, meta_url, password, read_only, root=None, **kwargs):
         point = _juicefs.mountpoint(volume, read_only, root)

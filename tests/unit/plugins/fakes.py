@@ -28,6 +28,8 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _mountinfo
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 
 UUID = '11111111-2222-3333-4444-555555555555'
+# What the fake metadata engines report, and what the fake host mounts are, unless a test says otherwise.
+FAKE_IDENTITY = ('labvol', '0b1e4c2a-5d1f-4e2b-9a5e-3f1c2d3e4f50')
 READ_AHEAD = '/sys/class/bdi/%s/read_ahead_kb'
 NOT_CONNECTED = 'Transport endpoint is not connected'
 

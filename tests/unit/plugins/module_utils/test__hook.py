@@ -31,8 +31,9 @@ HOOK_SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'r
 
 
 def mount(model, volume='labvol', source_path=None, device='aimodel-ro', read_only=True, tag=None,
-          mount_root=VOLUMES):
-    attrs = {'model': model, 'volume': volume, 'source_path': source_path or 'models/%s' % model,
+          mount_root=VOLUMES, volume_uuid=None):
+    attrs = {'model': model, 'volume': volume, 'volume_uuid': volume_uuid,
+             'source_path': source_path or 'models/%s' % model,
              'mount_path': '/mnt/%s' % model, 'tag': tag or 'aim-%s-0000beef' % model, 'device': device,
              'read_only': 'true' if read_only else 'false', 'mount_root': mount_root}
     return '<aimodel:mount %s/>' % ' '.join('%s="%s"' % (k, v) for k, v in sorted(attrs.items()) if v is not None)
@@ -67,6 +68,8 @@ class FakeHost:
         self.dead = set(dead)
         self.refused = dict(refused or {})    # (point, source_path) -> exception raised by pin
         self.binds = dict(((k, e), 'before') for k, e in bound)
+        self.identities = {}     # point -> (name, UUID) of the volume mounted there
+        self.identified = []
         self.views = []
         self.emptied = []
         self.released = []
@@ -79,6 +82,10 @@ class FakeHost:
     def answering(self, points, timeout):
         self.asked.append((list(points), timeout))
         return set(points) - self.dead
+
+    def identity(self, point, timeout):
+        self.identified.append(point)
+        return self.identities.get(point)
 
     def prepare_view(self, uuid, key, mounts):
         self.calls.append(('view', key))
@@ -223,6 +230,24 @@ def test_prepare_leaves_out_what_it_cannot_pin(tmp_path):
     assert lines[-1].endswith('1 of 8 models pinned, views ro')
     # The hung volume is asked once, like every other, and nothing is pinned from it.
     assert ('pin', 'ro', 'aim-hung-0000beef') not in host.calls
+
+
+def test_prepare_pins_only_from_the_recorded_volume(tmp_path):
+    ro = VOLUMES + '/labvol/ro'
+    recorded, other = 'b28a9107-10c1-4904-931f-f4f367595740', '9d6b2f7e-0c4a-4d1e-8f3b-2a1c0e9d8b7a'
+    host = FakeHost(mounts=[juicefs_mount(ro, 'labvol')])
+    host.identities[ro] = ('labvol', other)
+    records = [mount('m1', volume_uuid=recorded), mount('m2', volume_uuid=recorded), mount('old')]
+    rc, lines = run_hook(host, domain_xml(records), tmp_path=tmp_path)
+    assert rc == 0 and host.identified == [ro], 'asked once per volume mount'
+    # A record of an earlier release (no UUID) is pinned as before; the others are not served from another volume.
+    assert list(host.binds) == [('ro', 'aim-old-0000beef')]
+    assert sorted(host.emptied) == [('ro', 'aim-m1-0000beef'), ('ro', 'aim-m2-0000beef')]
+    assert 'the volume labvol mounted at %s is UUID %s, not the recorded %s' % (ro, other, recorded) in '\n'.join(lines)
+    host = FakeHost(mounts=[juicefs_mount(ro, 'labvol')])
+    host.identities[ro] = ('labvol', recorded)
+    run_hook(host, domain_xml(records), tmp_path=tmp_path)
+    assert sorted(host.binds) == [('ro', 'aim-m1-0000beef'), ('ro', 'aim-m2-0000beef'), ('ro', 'aim-old-0000beef')]
 
 
 def test_prepare_makes_the_views_of_devices_without_records_and_unbinds_leftovers(tmp_path):

@@ -8,7 +8,10 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import errno
+import json
 import socket
+import threading
 
 import pytest
 
@@ -86,3 +89,72 @@ def test_the_export_tree_as_the_host_mount_table_shows_it(monkeypatch):
     assert host.entry_id(uuid, 'ro', 'aim-b-2') == '33:0:41', 'the visible bind'
     assert host.entry_id(uuid, 'ro', 'aim-c-3') is None and host.entry_id(uuid, 'rw', 'aim-a-1') is None
     assert host.bound_entries(uuid) == [('ro', 'aim-a-1'), ('ro', 'aim-b-2')]
+
+
+# --- which volume is mounted, and which one the engine holds ------------------------------------------------
+
+VOL_UUID = 'b28a9107-10c1-4904-931f-f4f367595740'
+CONFIG = {'Meta': {'MountPoint': '/x'}, 'Format': {'Name': 'labvol', 'UUID': VOL_UUID.upper(), 'SecretKey': 'k'}}
+
+
+def test_the_identity_of_a_mount_is_read_from_its_config_file(tmp_path):
+    (tmp_path / '.config').write_text(json.dumps(CONFIG))
+    assert _juicefs.mounted_identity(str(tmp_path)) == ('labvol', VOL_UUID)
+
+
+@pytest.mark.parametrize('content', [
+    None, b'', b'not json', b'[]', json.dumps({'Format': []}).encode(),
+    json.dumps({'Format': {'Name': 'labvol', 'UUID': '../../etc'}}).encode(),
+    json.dumps({'Format': {'Name': 7, 'UUID': VOL_UUID}}).encode(),
+    b'{"Format": {"Name": "labvol", "UUID": "%s"}, "pad": "%s"}' % (VOL_UUID.encode(), b'x' * (_juicefs.CONFIG_MAX_BYTES)),
+])
+def test_a_config_file_without_an_identity_gives_none(tmp_path, content):
+    if content is not None:
+        (tmp_path / '.config').write_bytes(content)
+    assert _juicefs.mounted_identity(str(tmp_path)) is None
+
+
+def test_a_config_file_that_does_not_answer_gives_none(monkeypatch, tmp_path):
+    monkeypatch.setattr(_juicefs, '_in_thread', lambda call, timeout: (errno.ETIMEDOUT, None))
+    (tmp_path / '.config').write_text(json.dumps(CONFIG))
+    assert _juicefs.mounted_identity(str(tmp_path)) is None
+
+
+def _client(tmp_path, script):
+    client = tmp_path / 'juicefs'
+    client.write_text('#!/bin/sh\n' + script)
+    client.chmod(0o755)
+    return str(client)
+
+
+def test_the_engine_is_asked_for_its_volume_with_the_password_in_the_environment_only(tmp_path):
+    client = _client(tmp_path, 'echo "$@" > %s/argv; echo "$META_PASSWORD" > %s/pw\n'
+                               'echo "<INFO>: Meta address: $2" >&2\n'
+                               'echo \'{"Name": "labvol", "UUID": "%s"}\'\n' % (tmp_path, tmp_path, VOL_UUID))
+    found = _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
+    assert found == ('labvol', VOL_UUID)
+    assert (tmp_path / 'argv').read_text() == 'config sqlite3:///x.db\n'
+    assert (tmp_path / 'pw').read_text() == 'p:w/@d\n'
+
+
+@pytest.mark.parametrize('script', ['echo "bad p:w/@d" >&2; exit 1', 'echo "{}"', 'echo "[1]"'])
+def test_an_engine_without_an_answer_fails_without_the_password(tmp_path, script):
+    client = _client(tmp_path, script)
+    with pytest.raises(_juicefs.VolumeError) as err:
+        _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
+    assert str(err.value).startswith('volume.meta_url: cannot read the volume') and 'p:w/@d' not in str(err.value)
+
+
+@pytest.mark.parametrize('errno_value, state', [(0, 'mounted'), (errno.ENOTCONN, 'dead'), (errno.EIO, 'dead'),
+                                                (errno.ETIMEDOUT, 'slow')])
+def test_a_volume_that_does_not_answer_in_time_is_slow_not_dead(monkeypatch, errno_value, state):
+    monkeypatch.setattr(_juicefs, 'mount_table', lambda path=None: {'/p': (_juicefs.FSTYPE, 'JuiceFS:labvol')})
+    monkeypatch.setattr(_juicefs, '_statfs_with_timeout', lambda path, timeout: errno_value)
+    assert _juicefs.Host().status('/p', 'labvol') == state
+
+
+def test_statfs_that_hangs_times_out():
+    gate = threading.Event()
+    err, result = _juicefs._in_thread(gate.wait, 0.05)
+    gate.set()
+    assert (err, result) == (errno.ETIMEDOUT, None)

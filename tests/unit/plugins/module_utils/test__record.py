@@ -12,7 +12,8 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 
 
 def test_record_round_trip():
-    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+    rec = {'model': 'm', 'volume': 'v', 'volume_uuid': 'b28a9107-10c1-4904-931f-f4f367595740',
+           'meta_url': 'redis://u@h:6379/1', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
            'device': 'aimodel-rw', 'read_only': False, 'persist': True, 'guest_mount': True, 'cache': 'auto',
            'read_ahead_kb': 1024, 'mount_root': '/var/lib/aimodel/volumes', 'created': 't', 'updated': 't'}
     parsed = _record.parse(_record.render({'m': rec}))
@@ -27,7 +28,8 @@ def test_record_round_trip():
 
 
 def test_a_record_of_the_earlier_layout_has_no_device():
-    rec = {'model': 'm', 'volume': 'v', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
+    rec = {'model': 'm', 'volume': 'v', 'volume_uuid': 'b28a9107-10c1-4904-931f-f4f367595740',
+           'meta_url': 'redis://u@h:6379/1', 'source_path': 'models/m', 'mount_path': '/mnt/m', 'tag': 'aim-m-1',
            'read_only': True, 'persist': True, 'guest_mount': True, 'cache': 'auto', 'read_ahead_kb': 1024}
     parsed = _record.parse(_record.render({'m': rec}))['m']
     assert parsed['device'] is None and parsed['mount_root'] is None

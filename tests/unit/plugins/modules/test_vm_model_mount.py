@@ -16,11 +16,12 @@ import pytest
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import UUID, guest_run
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID, guest_run
 
 TAG = _spec.derive_tag('m1')
 TAG2 = _spec.derive_tag('m2')
@@ -139,7 +140,10 @@ def test_diff_shows_record(domain, host, run_module):
     assert result['diff']['before'] == {}
     assert result['diff']['after']['mount_path'] == '/mnt/models/m1'
     assert result['diff']['after']['device'] == DEVICE
-    assert 'meta_url' not in result['diff']['after'] and 'verified' not in result['diff']['after']
+    # The record names the volume's engine without its password, and keeps its UUID.
+    assert result['diff']['after']['meta_url'] == 'redis://127.0.0.1:16379/1'
+    assert result['diff']['after']['volume_uuid'] == FAKE_IDENTITY[1]
+    assert 's3cr3t-pw' not in json.dumps(result) and 'verified' not in result['diff']['after']
 
 
 @pytest.mark.parametrize('variant', ['/mnt/models/./m1', '/mnt/models//m1/', '/mnt//models/m1/.'])
@@ -1095,3 +1099,93 @@ def test_absent_of_an_unrecorded_model_finds_the_device_the_earlier_release_tagg
     assert result['changed'] is True, result
     assert result['actions'] == ['detach device %s (live and persistent) and wait until the guest released it' % old_tag]
     assert domain.live == [] and domain.config == []
+
+
+# --- the volume's identity -----------------------------------------------------------------------------
+
+OTHER_UUID = '9d6b2f7e-0c4a-4d1e-8f3b-2a1c0e9d8b7a'
+OTHER_URL = 'redis://127.0.0.1:16380/1'
+
+
+def test_a_mounted_volume_of_the_same_name_from_another_engine_is_refused(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    host.engines[OTHER_URL] = ('labvol', OTHER_UUID)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS2, volume={'name': 'labvol', 'meta_url': OTHER_URL}))
+    assert result['failed'] and result['field'] == 'volume.meta_url'
+    assert FAKE_IDENTITY[1] in result['msg'] and OTHER_UUID in result['msg'] and OTHER_URL in result['msg']
+    assert 'nothing was changed' in result['msg']
+    assert snapshot(domain) == before
+
+
+def test_a_host_mount_of_another_volume_of_that_name_is_not_served(domain, host, run_module):
+    host.state[POINT] = 'mounted'
+    host.identities[POINT] = ('labvol', OTHER_UUID)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and result['field'] == 'volume.meta_url' and OTHER_UUID in result['msg']
+    assert snapshot(domain) == before and host.calls == [] and host.mount_calls == []
+
+
+def test_an_engine_that_cannot_say_which_volume_it_holds_fails_before_any_change(domain, host, run_module):
+    host.state[POINT] = 'mounted'
+    host.engines['redis://127.0.0.1:16379/1'] = _juicefs.VolumeError(
+        'volume.meta_url: the metadata engine at 127.0.0.1:16379 does not accept connections (refused)')
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and result['field'] == 'volume.meta_url' and 'does not accept' in result['msg']
+    assert 's3cr3t-pw' not in json.dumps(result)
+    assert snapshot(domain) == before and host.calls == []
+
+
+def test_an_engine_holding_a_volume_of_another_name_is_refused(domain, host, run_module):
+    host.engines['redis://127.0.0.1:16379/1'] = ('models', FAKE_IDENTITY[1])
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and result['field'] == 'volume.name'
+    assert 'holds volume models, not labvol' in result['msg']
+    assert host.mount_calls == [] and domain.live == []
+
+
+def test_a_volume_mounted_as_another_identity_is_rolled_back(domain, host, run_module):
+    # Between the plan and the mount, the engine's URL came to serve another volume of the same name.
+    host.identities[POINT] = ('labvol', OTHER_UUID)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and OTHER_UUID in result['msg'] and FAKE_IDENTITY[1] in result['msg']
+    assert domain.live == [] and domain.config == [] and host.calls == []
+
+
+def test_the_record_keeps_the_identity_and_a_rerun_needs_no_engine(domain, host, run_module):
+    first = run_module(vm_model_mount, ARGS)
+    assert first['mount']['volume_uuid'] == FAKE_IDENTITY[1]
+    assert first['mount']['meta_url'] == 'redis://127.0.0.1:16379/1'
+    assert host.engine_calls == ['redis://127.0.0.1:16379/1']
+    host.engines['redis://127.0.0.1:16379/1'] = _juicefs.VolumeError('engine down')
+    assert run_module(vm_model_mount, ARGS)['changed'] is False, 'the record proves the mount is that volume'
+    # Another URL of the same engine: asked, and the record names it from now on.
+    host.engines['redis://127.0.0.1:16379/1?x=1'] = FAKE_IDENTITY
+    moved = run_module(vm_model_mount, dict(ARGS, volume={'name': 'labvol', 'meta_url': 'redis://127.0.0.1:16379/1?x=1'}))
+    assert moved['changed'] is True and moved['actions'] == ['write the record of m1 (live and persistent)']
+    assert moved['mount']['meta_url'] == 'redis://127.0.0.1:16379/1?x=1'
+
+
+def test_a_record_of_an_earlier_release_gains_the_identity(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    for config in (False, True):
+        assert domain.records(config)['m1']['volume_uuid'] == FAKE_IDENTITY[1]
+        old = dict((k, v) for k, v in domain.records(config)['m1'].items() if k not in ('volume_uuid', 'meta_url'))
+        domain.meta['config' if config else 'live'] = _record.render({'m1': old})
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True and result['actions'] == ['write the record of m1 (live and persistent)']
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+
+
+# --- a slow volume is not a dead one -------------------------------------------------------------------
+
+@pytest.mark.parametrize('args', [ARGS, ARGS2])
+def test_a_slow_volume_is_never_remounted(domain, host, run_module, args):
+    run_module(vm_model_mount, ARGS)
+    host.state[POINT] = 'slow'
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, args)
+    assert result['failed'] and 'slow or hung' in result['msg'] and 'not remounted' in result['msg']
+    assert snapshot(domain) == before and host.unmounted == [] and len(host.mount_calls) == 1

@@ -11,7 +11,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import UUID
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID
 from ansible_collections.aimodel.kvm.tests.unit.plugins.modules.test_vm_model_mount import ARGS, POINT, TAG, \
     guest_read_ahead, legacy
 
@@ -125,3 +125,20 @@ def test_a_guest_that_answers_garbage_half_way_is_isolated(domain, host, run_mod
     assert result.get('failed') is not True, result
     assert result['mounts'][0]['reasons'] == ['guest_error']
     assert 'out of bounds' in result['vms'][0]['guest_error']
+
+
+def test_info_reports_a_slow_host_volume(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    host.state[POINT] = 'slow'
+    entry = info(run_module)['mounts'][0]
+    assert entry['reasons'] == ['host_volume_slow'] and entry['status'] == 'degraded'
+
+
+def test_info_reports_a_host_mount_of_another_volume_of_the_recorded_name(domain, host, run_module):
+    first = run_module(vm_model_mount, ARGS)
+    host.identities[POINT] = ('labvol', '9d6b2f7e-0c4a-4d1e-8f3b-2a1c0e9d8b7a')
+    entry = info(run_module)['mounts'][0]
+    assert entry['reasons'] == ['host_volume_not_recorded'] and entry['status'] == 'degraded'
+    assert entry['volume_uuid'] == first['mount']['volume_uuid'] == FAKE_IDENTITY[1]
+    assert entry['meta_url'] == 'redis://127.0.0.1:16379/1'
+    assert host.engine_calls == ['redis://127.0.0.1:16379/1'], 'info never asks the metadata engine'
