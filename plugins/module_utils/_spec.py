@@ -13,6 +13,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import hashlib
 import re
+from urllib.parse import unquote
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
@@ -213,6 +214,19 @@ def split_meta_url(value, field='volume.meta_url'):
     if any(char.isspace() for char in rest):
         raise SpecError(field, 'must not contain white space: %s' % mask_meta_url(value))
     return '%s://%s' % (scheme, rest), (password or None)
+
+
+def url_secrets(value):
+    """What may be a password inside a metadata URL, as written and %-decoded: for masking, even in a URL that
+    does not parse (between the first ':' after '://' and the last '@')."""
+    if not isinstance(value, str) or '@' not in value:
+        return []
+    rest = value.split('://', 1)[-1]
+    userinfo = rest.rpartition('@')[0]
+    secret = userinfo.partition(':')[2]
+    if not secret:
+        return []
+    return sorted(set([secret, unquote(secret)]))
 
 
 def mask_meta_url(value):

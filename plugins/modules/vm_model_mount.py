@@ -394,7 +394,9 @@ def argument_spec():
         source_path=dict(type='str'),
         volume=dict(type='dict', options=dict(
             name=dict(type='str', required=True),
-            meta_url=dict(type='str', no_log=True, fallback=(env_fallback, ['AIMODEL_META_URL'])),
+            # Not no_log as a whole: the URL without its password is the volume's identity, returned in the record;
+            # the password inside it is masked (see main).
+            meta_url=dict(type='str', no_log=False, fallback=(env_fallback, ['AIMODEL_META_URL'])),
             meta_password=dict(type='str', no_log=True, fallback=(env_fallback, ['AIMODEL_META_PASSWORD'])),
             mount_root=dict(type='path', default=_juicefs.DEFAULT_MOUNT_ROOT),
             cache_dir=dict(type='path'),
@@ -443,6 +445,8 @@ def main():
     module = _Module(argument_spec=argument_spec(), supports_check_mode=True)
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    for secret in _spec.url_secrets((module.params.get('volume') or {}).get('meta_url')):
+        module.no_log_values.add(secret)
     try:
         desired, volume = _spec.desired_from_params(module.params)
     except _spec.SpecError as exc:

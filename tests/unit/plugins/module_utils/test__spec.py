@@ -151,3 +151,15 @@ def test_desired_names_the_shared_device_and_the_mount_root(read_only, cache, de
     desired, volume = _spec.desired_from_params(_params(read_only=read_only, cache=cache))
     assert desired['device'] == device and desired['tag'] == _spec.derive_tag('m1')
     assert desired['mount_root'] == volume['mount_root'] == '/srv/volumes'
+
+
+@pytest.mark.parametrize('url, secrets', [
+    ('redis://:p:w/@d@host:6379/1', ['p:w/@d']),
+    ('redis://user:p%40ss@host/1', ['p%40ss', 'p@ss']),
+    ('not a url user:pw@host', ['pw']),
+    ('redis://host:6379/1', []),
+    ('sqlite3:///var/x@y.db', []),
+    (None, []),
+])
+def test_url_secrets_finds_what_to_mask(url, secrets):
+    assert _spec.url_secrets(url) == secrets
