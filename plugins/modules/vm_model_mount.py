@@ -216,6 +216,14 @@ notes:
     volume (a writer of the volume replaced a directory by a symlink).
   - C(volume.meta_url - the metadata engine at host:port does not accept connections) - the metadata engine is down
     or unreachable from the hypervisor.
+  - C(volume.meta_url - NAME is mounted at POINT, but it is not the volume NAME of URL (UUID ...)) - a volume is its
+    UUID, as its metadata engine reports it, not its name; the host already mounts another volume of that name (of
+    another engine). Give this one another O(volume.mount_root), or unmount the other. The record keeps the UUID and
+    the URL without its password; a later run trusts the record for that URL instead of asking the engine again.
+  - C(volume ... does not answer statfs within 5s - it is slow or hung) - the host volume's client is overloaded or
+    stuck (a slow metadata engine, a stopped client). It is never remounted for a timeout, since the models of other VMs
+    are read from it; check its log under C(/var/log/aimodel) and run again. A client that is gone (the mount
+    answers C(Transport endpoint is not connected)) is remounted.
   - C(... failed ... Rolled back - ...) - a step failed after changes; the message lists what was undone (and what is
     kept on purpose, the shared host volume mount).
   - C(another operation on VM ... held its lock ... (lock_timeout)) - a concurrent run; raise O(lock_timeout) or
