@@ -299,8 +299,8 @@ def _device(m):
     if attach_live or attach_cfg:
         add('attach the shared virtiofs device %s for %s (%s)' % (device, view, scope(attach_live, attach_cfg)),
             lambda: attach(ctx, device_xml, device, attach_live, attach_cfg),
-            lambda: ctx.detach(device_xml, device, attach_live, attach_cfg),
-            'detached device %s (%s)' % (device, scope(attach_live, attach_cfg)))
+            lambda: detach_attached(ctx, device_xml, device, attach_live, attach_cfg),
+            'detached device %s (%s)' % (device, scope(attach_live, attach_cfg)), partial=True)
 
 
 def attach(ctx, device_xml, tag, live, config):
@@ -318,6 +318,15 @@ def attach(ctx, device_xml, tag, live, config):
         raise OperationFailed('device %s is not in the live XML after attaching it' % tag)
     if config and not any(d['tag'] == tag for d in _libvirt.filesystems(ctx.domain.xml(config=True))):
         raise OperationFailed('device %s is not in the persistent XML after attaching it' % tag)
+
+
+def detach_attached(ctx, device_xml, tag, live, config):
+    """The undo of ``attach``, also after it failed half-way (attached live but not persistently, or attached and
+    not confirmed): detach the device where it is now."""
+    live = live and any(d['tag'] == tag for d in _libvirt.filesystems(ctx.domain.xml()))
+    config = config and any(d['tag'] == tag for d in _libvirt.filesystems(ctx.domain.xml(config=True)))
+    if live or config:
+        ctx.detach(device_xml, tag, live, config)
 
 
 def read_ahead_of(state, device, desired):
@@ -583,12 +592,22 @@ def _record_layer(m):
         else:
             config_records.pop(model, None)
 
+    written = []
+
     def write():
         if write_live and m.verified and desired['guest_mount']:
             live_records[model]['verified'] = m.verified
-        ctx.write_records(live_records if write_live else None, config_records if write_cfg else None)
-    ctx.plan.add('write the record of %s (%s)' % (model, scope(write_live, write_cfg)), write,
-                 lambda: ctx.write_records(state.live_records if write_live else None,
-                                           state.config_records if write_cfg else None),
-                 'restored the previous record')
+        if write_live:
+            ctx.write_records(live_records, None)
+            written.append('live')
+        if write_cfg:
+            ctx.write_records(None, config_records)
+            written.append('config')
+
+    def restore():
+        # Only the sides written: the live record may be written while the persistent one failed.
+        ctx.write_records(state.live_records if 'live' in written else None,
+                          state.config_records if 'config' in written else None)
+    ctx.plan.add('write the record of %s (%s)' % (model, scope(write_live, write_cfg)), write, restore,
+                 'restored the previous record', partial=True)
     return live_records[model] if write_live else new

@@ -30,11 +30,14 @@ class OperationFailed(AimodelError):
 
 
 class Step:
-    def __init__(self, text, do, undo=None, undo_text=None):
+    def __init__(self, text, do, undo=None, undo_text=None, partial=False):
         self.text = text
         self.do = do
         self.undo = undo
         self.undo_text = undo_text
+        # Whether the step can fail half-way (two writes, or a change and its confirmation): then its own undo,
+        # which copes with either half, runs too.
+        self.partial = partial
 
 
 class Plan:
@@ -45,9 +48,10 @@ class Plan:
         self.steps = []
         self.pending = False
 
-    def add(self, text, do, undo=None, undo_text=None):
-        """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure."""
-        self.steps.append(Step(text, do, undo, undo_text))
+    def add(self, text, do, undo=None, undo_text=None, partial=False):
+        """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure. ``partial``: the
+        step may fail half-way, and ``undo`` also undoes half of it."""
+        self.steps.append(Step(text, do, undo, undo_text, partial))
 
     def apply(self):
         done = []
@@ -59,7 +63,8 @@ class Plan:
             done.append(step)
 
     def _failure(self, step, done, exc):
-        rolled, kept, left = _rollback(done)
+        undo = done + [step] if step.partial and step.undo is not None else done
+        rolled, kept, left = _rollback(undo)
         msg = '%s: %s failed: %s.' % (self.where, step.text, exc)
         if done:
             msg += ' Done before the failure: %s.' % '; '.join(s.text for s in done)

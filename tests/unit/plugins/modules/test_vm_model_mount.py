@@ -1189,3 +1189,33 @@ def test_a_slow_volume_is_never_remounted(domain, host, run_module, args):
     result = run_module(vm_model_mount, args)
     assert result['failed'] and 'slow or hung' in result['msg'] and 'not remounted' in result['msg']
     assert snapshot(domain) == before and host.unmounted == [] and len(host.mount_calls) == 1
+
+
+# --- a step that fails half-way ------------------------------------------------------------------------
+
+def test_a_record_written_live_but_not_persistently_is_restored(domain, host, run_module, monkeypatch):
+    run_module(vm_model_mount, ARGS)
+    before = copy.deepcopy(domain.meta)
+    real = domain.set_metadata
+
+    def live_only(xml_text, live, config):
+        if config:
+            raise _libvirt.VirtError('cannot write the persistent metadata: injected', 1)
+        real(xml_text, live, config)
+    monkeypatch.setattr(domain, 'set_metadata', live_only)
+    result = run_module(vm_model_mount, dict(ARGS, read_ahead_kb=2048))
+    assert result['failed'] and 'write the record of m1 (live and persistent) failed' in result['msg']
+    assert 'restored the previous record' in result['msg'] and 'NOT rolled back' not in result['msg']
+    monkeypatch.setattr(domain, 'set_metadata', real)
+    assert domain.meta == before, 'the live record is the one before the run again'
+
+
+def test_an_attach_done_live_but_not_confirmed_persistently_is_detached(domain, host, run_module, monkeypatch):
+    real = domain.attach
+    monkeypatch.setattr(domain, 'attach', lambda device_xml, live, config: real(device_xml, live, False))
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'is not in the persistent XML after attaching it' in result['msg']
+    assert 'detached device %s (live and persistent)' % DEVICE in result['msg']
+    assert 'NOT rolled back' not in result['msg']
+    assert domain.live == [] and domain.config == [] and domain.calls[-1][0] == 'detach'
+    assert domain.calls[-1][1:] == (True, False), 'only what is attached is detached'
