@@ -271,10 +271,10 @@ mounts:
           reported in full.
         - V(fstab_missing) a persistent mount has no line in the guest's fstab (it will not come back after a reboot).
         - V(host_volume_dead) the volume's client on the host died or something else is mounted there.
-        - V(host_volume_slow) the volume's host mount did not answer statfs within 5 seconds: busy or hung, which cannot
-          be told apart; M(aimodel.kvm.vm_model_mount) then fails rather than remount a volume other VMs read from.
+        - V(host_volume_slow) the volume's host mount did not answer statfs within 5 seconds (busy or hung, which cannot
+          be told apart); M(aimodel.kvm.vm_model_mount) then fails rather than remount a volume other VMs read from.
         - V(host_volume_not_recorded) the volume mounted on the host under the recorded name is not the recorded volume
-          (its UUID differs from RV(mounts[].volume_uuid)): another volume of the same name.
+          (its UUID differs from RV(mounts[].volume_uuid)), another volume of the same name.
         - V(not_pinned), V(pin_stale), V(pin_dead) the model's bind on the host is missing, binds something else, or
           does not answer (see RV(mounts[].host_pinned)); the guest then does not read the recorded directory.
         - V(read_ahead_differs) the guest's readahead of the mount is not RV(mounts[].read_ahead_kb) (after a guest
