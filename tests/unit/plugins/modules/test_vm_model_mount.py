@@ -1138,8 +1138,8 @@ def test_absent_of_an_unrecorded_model_keeps_the_view_a_device_serves(domain, ho
 
 
 @pytest.mark.parametrize('which', ['derived', 'legacy'])
-def test_absent_of_an_unrecorded_model_whose_tag_another_record_names_keeps_its_bind(domain, host, run_module,
-                                                                                       monkeypatch, which):
+def test_absent_of_an_unrecorded_model_whose_tag_another_record_names_keeps_its_bind(
+        domain, host, run_module, monkeypatch, which):
     # m2 is recorded on the shared device with the tag that 'collides' derives (or that an earlier release derived
     # for it): its bind, guest mount, fstab line and device are m2's.
     name = 'derive_tag' if which == 'derived' else 'legacy_tag'
