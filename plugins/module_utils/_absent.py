@@ -5,7 +5,11 @@
 
 """The plan of ``state: absent``: the model's guest mounts first, then its fstab lines, its bind in the VM's
 export tree, the shared device when it was the last model on it (or the model's own device, from the earlier
-layout), and the record. Everything but the model's name comes from the record."""
+layout), and the record. Everything but the model's name comes from the record.
+
+A model without a record takes away what carries its tag (or the tag an earlier release derived for it): a
+device of its own, its guest mounts and fstab lines, its binds in the export tree; never what carries a tag that
+another model's record names."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
@@ -42,6 +46,8 @@ def plan(ctx):
         drop_shared(ctx, record['device'], model)
     else:
         _own_device(ctx, record['tag'])
+    if current is None:
+        _stray_binds(ctx, [t for t in (_spec.derive_tag(model), _spec.legacy_tag(model)) if not _claimed(state, t)])
     live_records = dict(state.live_records)
     config_records = dict(state.config_records)
     in_live = running and model in live_records
@@ -90,6 +96,24 @@ def _own_device(ctx, tag):
     elif cfg_dev is not None:
         xml = _libvirt.filesystem_xml(cfg_dev['source'], tag)
         ctx.plan.add('detach device %s (persistent)' % tag, lambda: ctx.domain.detach(xml, False, True))
+
+
+def _stray_binds(ctx, tags):
+    """The binds in the VM's export tree that carry a tag of a model without a record (a crashed run can leave
+    one), and the export directory of a device left with none: no model recorded on it, no device serving it."""
+    state, uuid = ctx.state, ctx.domain.uuid
+    bound = ctx.host.bound_entries(uuid)
+    stray = [(key, entry) for key, entry in bound if entry in tags]
+    for key, entry in stray:
+        ctx.plan.add('take %s out of the export tree %s (no record names it)' % (entry, _export.view_dir(uuid, key)),
+                     lambda key=key, entry=entry: ctx.host.unpin(uuid, key, entry))
+    for key in sorted(set(key for key, _entry in stray)):
+        device = _export.device_tag(key)
+        if [b for b in bound if b[0] == key and b not in stray] or state.records_on(device) \
+                or state.device(device) or state.device(device, config=True):
+            continue
+        ctx.plan.add('remove the export directory %s' % _export.view_dir(uuid, key),
+                     lambda key=key: ctx.host.remove_view(uuid, key))
 
 
 def _claimed(state, tag):

@@ -131,6 +131,9 @@ options:
         last model of a device also the device's base mount, its fstab line, the device and the export directory.
         A VM that does not exist is nothing to do. A guest process that holds a file of the model open keeps
         reading it until it closes it.
+      - V(absent) of a model without a record (a run that crashed can leave one) takes away what carries its tag (a
+        device of its own, its bind in the VM's export tree, and the export directory when no model and no
+        device uses it any more), and nothing when another model's record names that tag.
     type: str
     choices: [mounted, absent]
     default: mounted

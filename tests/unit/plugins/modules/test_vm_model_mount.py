@@ -1219,3 +1219,60 @@ def test_an_attach_done_live_but_not_confirmed_persistently_is_detached(domain, 
     assert 'NOT rolled back' not in result['msg']
     assert domain.live == [] and domain.config == [] and domain.calls[-1][0] == 'detach'
     assert domain.calls[-1][1:] == (True, False), 'only what is attached is detached'
+
+
+def stray_bind(host, entry, key='ro'):
+    """A bind in the VM's export tree that no record names, as a run that crashed after its pin leaves."""
+    host.state[POINT] = 'mounted'
+    host.binds[(UUID, key, entry)] = {'point': POINT, 'source_path': 'models/m1', 'read_only': True, 'id': 900,
+                                      'volume': host.mount_id(POINT)}
+    host.views.add((UUID, key))
+
+
+@pytest.mark.parametrize('which', ['derived', 'legacy'])
+def test_absent_of_an_unrecorded_model_takes_its_stray_bind_and_the_empty_view_away(domain, host, run_module, which):
+    entry = TAG if which == 'derived' else _spec.legacy_tag('m1')
+    stray_bind(host, entry)
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['changed'] is True, result
+    assert result['actions'] == ['take %s out of the export tree %s (no record names it)' % (entry, VIEW),
+                                 'remove the export directory %s' % VIEW]
+    assert host.binds == {} and host.views == set()
+    again = run_module(vm_model_mount, ABSENT)
+    assert again['changed'] is False and again['actions'] == []
+
+
+def test_absent_of_an_unrecorded_model_keeps_the_view_other_models_use(domain, host, run_module):
+    run_module(vm_model_mount, ARGS2)
+    stray_bind(host, TAG)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['actions'] == ['take %s out of the export tree %s (no record names it)' % (TAG, VIEW)], result
+    assert host.pinned(UUID) == {TAG2: ('ro', 'models/m2', True)} and (UUID, 'ro') in host.views
+    assert (domain.live, domain.config, domain.meta, domain.guest.mounts, domain.guest.files) == before[:5]
+
+
+def test_absent_of_an_unrecorded_model_keeps_the_view_a_device_serves(domain, host, run_module):
+    # The device of the view is attached (no model recorded on it): its virtiofsd serves the view, which stays.
+    domain.attach(_libvirt.filesystem_xml(VIEW, DEVICE), True, True)
+    stray_bind(host, TAG)
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['actions'] == ['take %s out of the export tree %s (no record names it)' % (TAG, VIEW)], result
+    assert host.binds == {} and host.views == set([(UUID, 'ro')])
+
+
+@pytest.mark.parametrize('which', ['derived', 'legacy'])
+def test_absent_of_an_unrecorded_model_whose_tag_another_record_names_keeps_its_bind(
+        domain, host, run_module, monkeypatch, which):
+    # m2 is recorded on the shared device with the tag that 'collides' derives (or that an earlier release derived
+    # for it): its bind, guest mount, fstab line and device are m2's.
+    name = 'derive_tag' if which == 'derived' else 'legacy_tag'
+    real = getattr(_spec, name)
+    run_module(vm_model_mount, ARGS2)
+    monkeypatch.setattr(_spec, name, lambda model: TAG2 if model == 'collides' else real(model))
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ABSENT, model='collides'))
+    assert result['changed'] is False and result['actions'] == [], result
+    assert snapshot(domain) == before
+    assert host.pinned(UUID) == {TAG2: ('ro', 'models/m2', True)}
+    assert domain.guest.answers('/mnt/models/m2')
