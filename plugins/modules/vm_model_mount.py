@@ -368,6 +368,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _absent
+from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _mounted
@@ -435,6 +436,8 @@ def main():
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     try:
         desired, volume = _spec.desired_from_params(module.params)
+        if volume:
+            _hostpath.check_volume(volume)
     except _spec.SpecError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     if volume and volume.get('password'):

@@ -8,7 +8,10 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import pytest
+
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
 from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import UUID
@@ -125,3 +128,26 @@ def test_a_guest_that_answers_garbage_half_way_is_isolated(domain, host, run_mod
     assert result.get('failed') is not True, result
     assert result['mounts'][0]['reasons'] == ['guest_error']
     assert 'out of bounds' in result['vms'][0]['guest_error']
+
+
+@pytest.mark.parametrize('args, field', [
+    ({'uri': 'qemu+ext:///system?command=/bin/touch'}, 'uri'),
+    ({'uri': 'qemu+ssh://hv2/system'}, 'uri'),
+    ({'mount_root': 'volumes'}, 'mount_root'),
+    ({'mount_root': '/tmp/mr'}, 'mount_root'),
+])
+def test_info_checks_the_options_acting_on_the_host_first(domain, host, run_module, monkeypatch, args, field):
+    host.tree.add('/tmp', mode=0o1777)
+    connected = []
+    monkeypatch.setattr(_libvirt, 'connect', lambda uri: connected.append(uri))
+    result = run_module(vm_model_mount_info, dict(args, vm='vm1'))
+    assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': '), result
+    assert connected == []
+
+
+def test_info_reads_volumes_under_the_normalized_mount_root(domain, host, run_module):
+    host.tree.add('/srv').add('/srv/volumes')
+    host.dirs.add('/srv/volumes/labvol/ro/models/m1')
+    run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], mount_root='/srv/volumes')))
+    entry = run_module(vm_model_mount_info, {'vm': 'vm1', 'mount_root': '/srv/volumes/'})['mounts'][0]
+    assert entry['status'] == 'mounted', entry
