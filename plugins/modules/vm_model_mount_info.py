@@ -40,6 +40,8 @@ options:
   mount_root:
     description:
       - Directory under which the modules mount volumes on the host (as in O(aimodel.kvm.vm_model_mount#module:volume.mount_root)).
+      - Checked like that option - absolute, without V(..), and it and every directory on the way to it owned by root
+        (or the user the module runs as) and writable by neither its group nor others (C(/tmp) is refused too).
     type: path
     default: /var/lib/aimodel/volumes
   agent_timeout:
