@@ -265,7 +265,7 @@ def test_bad_input_fails_before_change(domain, host, run_module, args, field):
 ])
 def test_options_acting_on_the_host_are_checked_before_anything(domain, host, run_module, monkeypatch, args, field):
     connected = []
-    monkeypatch.setattr(_libvirt, 'connect', lambda uri: connected.append(uri))
+    monkeypatch.setattr(_libvirt, 'connect', connected.append)
     before = snapshot(domain)
     result = run_module(vm_model_mount, args)
     assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': '), result

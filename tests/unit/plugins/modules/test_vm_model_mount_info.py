@@ -139,7 +139,7 @@ def test_a_guest_that_answers_garbage_half_way_is_isolated(domain, host, run_mod
 def test_info_checks_the_options_acting_on_the_host_first(domain, host, run_module, monkeypatch, args, field):
     host.tree.add('/tmp', mode=0o1777)
     connected = []
-    monkeypatch.setattr(_libvirt, 'connect', lambda uri: connected.append(uri))
+    monkeypatch.setattr(_libvirt, 'connect', connected.append)
     result = run_module(vm_model_mount_info, dict(args, vm='vm1'))
     assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': '), result
     assert connected == []
