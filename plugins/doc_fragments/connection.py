@@ -15,6 +15,11 @@ options:
     description:
       - The libvirt connection URI of the hypervisor the task runs on.
       - If not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, then V(qemu:///system).
+      - Only the local hypervisor can be named, as one of V(qemu:///system), V(qemu:///session),
+        V(qemu+unix:///system) and V(qemu+unix:///session), exactly. Anything else is refused before libvirt is
+        asked, with the reason - a transport that makes libvirt run a program or reach another host (V(qemu+ssh),
+        V(qemu+libssh), V(qemu+libssh2), V(qemu+ext) with its C(command=), V(qemu+tcp), V(qemu+tls)), a host name,
+        query parameters (C(socket=), C(command=), ...), another driver (V(test:///default), ...) or an alias.
     type: str
     default: qemu:///system
 requirements:

@@ -22,6 +22,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._record import KEY, NAMESPACE
+from ansible_collections.aimodel.kvm.plugins.module_utils._spec import validate_uri
 
 LIBVIRT_IMPORT_ERROR = None
 try:
@@ -67,7 +68,9 @@ def _wrap(what, exc):
 
 
 def connect(uri):
-    """Open one connection for the whole module run."""
+    """Open one connection for the whole module run, to the local hypervisor only (``_spec.validate_uri``: the
+    modules check it with their other options first; checked here again for any other caller)."""
+    validate_uri(uri)
     if not HAS_LIBVIRT:
         raise VirtError('the libvirt Python binding is not installed')
     # libvirt-python prints every error to stderr unless a handler is set.

@@ -11,6 +11,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import fcntl
 import os
 import re
+import stat
 import time
 
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
@@ -20,6 +21,37 @@ DEFAULT_LOCK_DIR = '/run/aimodel/locks'
 
 class LockTimeout(AimodelError):
     pass
+
+
+class LockDirError(AimodelError):
+    """The lock directory is not the module's own: whoever can change it could hold or swap every lock."""
+
+
+def ensure_lock_dir(path):
+    """Create the lock directory (root's, mode 0700) when missing; refuse one that is a symbolic link, not a
+    directory, owned by another user than root or the module's, or writable by its group or others."""
+    umask = os.umask(0o022)     # directories made on the way: 0755 whatever umask the run inherited
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise LockDirError('cannot make the lock directory %s: %s; nothing was changed' % (path, exc))
+    finally:
+        os.umask(umask)
+    owners = (0, os.geteuid())
+    if stat.S_ISLNK(info.st_mode):
+        why = 'is a symbolic link'
+    elif not stat.S_ISDIR(info.st_mode):
+        why = 'is not a directory'
+    elif info.st_uid not in owners:
+        why = 'is owned by uid %d, not by root' % info.st_uid
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        why = 'is writable by its group or others (mode %04o)' % stat.S_IMODE(info.st_mode)
+    else:
+        return
+    raise LockDirError('the lock directory %s %s: another user could hold or replace the locks of every run; '
+                       'remove it (it is made again, root-owned with mode 0700) and run again; nothing was changed'
+                       % (path, why))
 
 
 class Lock:
@@ -35,8 +67,12 @@ class Lock:
         self._fd = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        ensure_lock_dir(os.path.dirname(self.path))
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise LockDirError('cannot open the lock file %s (a symbolic link is refused): %s; nothing was changed'
+                               % (self.path, exc))
         started = time.monotonic()
         delay = 0.02
         while True:

@@ -31,13 +31,32 @@ VOLUME_MAX_LEN = 63
 PATH_MAX_LEN = 1024
 COMPONENT_MAX_LEN = 255
 
-# Mounting over these directories themselves would break the guest.
-SYSTEM_DIRS = frozenset([
-    '/', '/etc', '/proc', '/sys', '/dev', '/boot', '/usr', '/bin', '/sbin', '/var', '/run', '/root',
-    '/tmp', '/home', '/opt', '/srv', '/mnt', '/media',
-])
-# Pseudo file systems: nothing below them can hold a model mount.
-PSEUDO_FS_ROOTS = ('/proc', '/sys', '/dev')
+# Guest paths. A system tree is refused together with everything below it: a model mounted there hides or
+# replaces what the guest's system reads (its configuration, programs, libraries, kernel interfaces, the
+# collection's own device mounts below /run/aimodel). /lib, /lib64, /libx32, ... are system trees too.
+SYSTEM_TREES = ('/etc', '/root', '/usr', '/boot', '/efi', '/bin', '/sbin', '/proc', '/sys', '/dev', '/run')
+_LIB_TREE_RE = re.compile(r'^(/lib[^/]*)(/|$)')
+# /var is a system tree but for these data places, where models may be mounted below.
+VAR_DATA_DIRS = ('/var/lib/models', '/var/lib/aimodel')
+# Directories that only their own subtrees may hold models: mounting over one of them hides everything in it.
+SYSTEM_DIRS = frozenset(('/', '/tmp', '/home', '/opt', '/srv', '/mnt', '/media') + VAR_DATA_DIRS)
+# Where model mounts go (for messages).
+_MOUNT_PLACES = 'below /mnt, /srv, /opt, /home, /media, /tmp, %s, or a directory of its own such as /models' \
+    % ', '.join(VAR_DATA_DIRS)
+
+# libvirt URIs of the hypervisor the module runs on (the QEMU driver's system or session daemon over its local
+# socket). Any other URI may make libvirt run a program (ssh, or the command= of the ext transport), reach
+# another host, or talk to another driver or socket.
+LOCAL_URIS = ('qemu:///system', 'qemu:///session', 'qemu+unix:///system', 'qemu+unix:///session')
+_URI_RE = re.compile(r'^([A-Za-z][A-Za-z0-9.-]*)(?:\+([A-Za-z0-9.-]*))?://([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$')
+_REMOTE_TRANSPORTS = {
+    'ssh': 'runs ssh to reach another host',
+    'libssh': 'opens an SSH session to another host',
+    'libssh2': 'opens an SSH session to another host',
+    'ext': 'runs an external program (its command= parameter)',
+    'tcp': 'connects over the network (unencrypted)',
+    'tls': 'connects over the network',
+}
 
 # Schemes of the metadata engines the client understands.
 META_SCHEMES = frozenset([
@@ -132,12 +151,30 @@ def normalize_mount_path(value, field='mount_path'):
         raise SpecError(field, 'may contain only letters a-z and A-Z, digits and . _ - + @ , = : / (no shell '
                                'metacharacters, quotes or non-ASCII look-alikes): %s' % _printable(value))
     normalized = '/' + '/'.join(_components(field, value))
-    if normalized in SYSTEM_DIRS or re.match(r'^/lib[^/]*$', normalized):
-        raise SpecError(field, 'must not be the system directory %s' % normalized)
-    for root in PSEUDO_FS_ROOTS:
-        if normalized.startswith(root + '/'):
-            raise SpecError(field, 'must not be below %s: %s' % (root, normalized))
+    if normalized in SYSTEM_DIRS:
+        raise SpecError(field, 'must not be the directory %s itself, a mount there hides all it holds (mount models %s)'
+                        % (normalized, _MOUNT_PLACES))
+    tree = _system_tree(normalized)
+    if tree is not None:
+        if tree == normalized:
+            raise SpecError(field, 'must not be the system directory %s (mount models %s)' % (tree, _MOUNT_PLACES))
+        raise SpecError(field, 'must not be in the system tree %s: %s (mount models %s)' % (tree, normalized, _MOUNT_PLACES))
     return normalized
+
+
+def _system_tree(path):
+    """The system tree that holds this normalized guest path (the path itself, or a directory above it), or None."""
+    for tree in SYSTEM_TREES:
+        if path == tree or path.startswith(tree + '/'):
+            return tree
+    lib = _LIB_TREE_RE.match(path)
+    if lib:
+        return lib.group(1)
+    if path == '/var' or path.startswith('/var/'):
+        if any(path.startswith(place + '/') for place in VAR_DATA_DIRS):
+            return None
+        return '/var'
+    return None
 
 
 def normalize_source_path(value, field='source_path'):
@@ -155,6 +192,55 @@ def normalize_source_path(value, field='source_path'):
     if parts[0].startswith('.'):
         raise SpecError(field, 'must not start with a hidden directory (the volume keeps control files there): %s' % _printable(value))
     return '/'.join(parts)
+
+
+def normalize_host_path(value, field):
+    """A path on the hypervisor (a directory or the client): absolute, without ``..``, returned normalized
+    (``//`` and ``/./`` folded, no trailing ``/``), or raise SpecError. Whether others can change what it names is
+    a question for the host (see ``_hostpath``)."""
+    _check_text(field, value)
+    if len(value.encode('utf-8')) > PATH_MAX_LEN:
+        raise SpecError(field, 'must be at most %d bytes' % PATH_MAX_LEN)
+    if not value.startswith('/'):
+        raise SpecError(field, 'must be an absolute path: %s' % _printable(value))
+    parts = [part for part in value.split('/') if part not in ('', '.')]
+    if '..' in parts:
+        raise SpecError(field, 'must not contain "..": %s' % _printable(value))
+    normalized = '/' + '/'.join(parts)
+    if normalized == '/':
+        raise SpecError(field, 'must not be the root directory /')
+    for root in ('/proc', '/sys', '/dev'):
+        if normalized == root or normalized.startswith(root + '/'):
+            raise SpecError(field, 'must not be in the pseudo file system %s: %s' % (root, normalized))
+    return normalized
+
+
+def validate_uri(value, field='uri'):
+    """The libvirt URI must name the local hypervisor (one of ``LOCAL_URIS``, exactly); else SpecError says why."""
+    _check_text(field, value)
+    if value in LOCAL_URIS:
+        return value
+    raise SpecError(field, '%s %s; only the hypervisor the task runs on can be managed: use one of %s'
+                    % (_printable(value), _uri_refusal(value), ', '.join(LOCAL_URIS)))
+
+
+def _uri_refusal(value):
+    """Why a URI that is not a local one is refused, in words."""
+    match = _URI_RE.match(value)
+    if not match:
+        return 'is not a libvirt URI (driver[+transport]:///system), and libvirt could resolve it as an alias'
+    driver, transport, authority, path, query, fragment = match.groups()
+    if driver != 'qemu':
+        return 'names the driver %r, not qemu' % driver
+    if transport is not None and transport != 'unix':
+        return 'uses the transport %r, which %s' % (transport, _REMOTE_TRANSPORTS.get(transport, 'is not the local socket'))
+    if authority:
+        return 'names a host (%s): libvirt would connect to it over the network' % _printable(authority)
+    if query:
+        return 'has parameters (%s), which can choose the program, socket or daemon libvirt uses' % _printable(query)
+    if fragment:
+        return 'has a fragment (%s)' % _printable(fragment)
+    return 'has the path %s, not /system or /session' % _printable(path or '')
 
 
 def default_mount_path(model):
@@ -244,10 +330,16 @@ def mask_meta_url(value):
     return '%s://%s%s@%s' % (match.group(1), user, ':****' if colon else '', hostpart)
 
 
+# The volume's options that name a path on the hypervisor: the module's root runs the client, mounts and caches
+# there, so each is normalized here and checked on the host (``_hostpath.check_trusted``) before anything is done.
+HOST_PATH_OPTIONS = ('mount_root', 'cache_dir', 'client_path')
+
+
 def desired_from_params(params):
     """Validate and normalize vm_model_mount's arguments: (the desired record, the volume's connection settings;
     None with state=absent). No I/O. Raises SpecError."""
     model = validate_model(params['model'])
+    validate_uri(params['uri'])
     for field in ('lock_timeout', 'agent_timeout', 'device_timeout'):
         if params[field] is None or params[field] < 1 or params[field] > 86400:
             raise SpecError(field, 'must be between 1 and 86400 seconds, got %r' % (params[field],))
@@ -272,6 +364,8 @@ def desired_from_params(params):
         raise SpecError('volume.meta_password', 'differs from the password inside volume.meta_url; give it once')
     if volume.get('cache_size') is not None and volume['cache_size'] < 0:
         raise SpecError('volume.cache_size', 'must not be negative')
+    host_paths = dict((key, normalize_host_path(volume[key], 'volume.' + key) if volume.get(key) is not None else None)
+                      for key in HOST_PATH_OPTIONS)
     mount_path = normalize_mount_path(params['mount_path'] if params['mount_path'] is not None
                                       else default_mount_path(model))
     desired = {
@@ -289,14 +383,14 @@ def desired_from_params(params):
         'guest_mount': params['guest_mount'],
         'cache': params['cache'],
         'read_ahead_kb': params['read_ahead_kb'],
-        'mount_root': volume['mount_root'],
+        'mount_root': host_paths['mount_root'],
     }
     connection = {
         'meta_url': meta_url,
         'password': url_password or volume.get('meta_password'),
-        'mount_root': volume['mount_root'],
-        'cache_dir': volume.get('cache_dir'),
+        'mount_root': host_paths['mount_root'],
+        'cache_dir': host_paths['cache_dir'],
         'cache_size': volume.get('cache_size'),
-        'client_path': volume.get('client_path'),
+        'client_path': host_paths['client_path'],
     }
     return desired, connection

@@ -95,11 +95,21 @@ options:
       mount_root:
         description:
           - Directory under which the volume is mounted on the host, as C(<mount_root>/<name>/<ro|rw>).
+          - It must be an absolute path without V(..) (it is normalized). It, and every directory on the way to it
+            (symbolic links followed), must be owned by root (or the user the module runs as) and writable by neither
+            its group nor others; a world-writable directory with the sticky bit, such as C(/tmp), is refused too. Parts
+            that do not exist yet are made by the module.
+          - Not V(/) itself, nor in C(/proc), C(/sys) or C(/dev).
         type: path
         default: /var/lib/aimodel/volumes
       cache_dir:
         description:
           - Local cache directory of the client on the host. Default is the client's own.
+          - It must be an absolute path without V(..) (it is normalized). It, and every directory on the way to it
+            (symbolic links followed), must be owned by root (or the user the module runs as) and writable by neither
+            its group nor others; a world-writable directory with the sticky bit, such as C(/tmp), is refused too. Parts
+            that do not exist yet are made by the module.
+          - Not V(/) itself, nor in C(/proc), C(/sys) or C(/dev).
         type: path
       cache_size:
         description:
@@ -108,14 +118,23 @@ options:
       client_path:
         description:
           - Path of the client binary on the host. Default is found on E(PATH) and in C(/usr/local/bin).
+          - It must be an absolute path without V(..) (it is normalized). It, and every directory on the way to it
+            (symbolic links followed), must be owned by root (or the user the module runs as) and writable by neither
+            its group nor others; a world-writable directory with the sticky bit, such as C(/tmp), is refused too. It must be
+            an executable file.
         type: path
   mount_path:
     description:
       - Absolute path inside the guest. Default is C(/mnt/models/<model>).
       - It is normalized (V(/mnt/models/./a), V(/mnt/models//a/) and V(/mnt/models/a) are one path) and the normalized
-        value is what is compared and stored. Relative paths, V(..), white space, control characters, system
-        directories themselves (V(/), V(/etc), V(/usr), V(/var), V(/tmp), ...) and paths below V(/proc), V(/sys)
-        and V(/dev) are refused.
+        value is what is compared and stored. Relative paths, V(..), white space and control characters are refused.
+      - System trees are refused, themselves and everything below them, since a model there would hide or replace
+        what the guest's system reads - C(/etc), C(/root), C(/usr), C(/boot), C(/efi), C(/bin), C(/sbin), C(/lib*)
+        (C(/lib), C(/lib64), ...), C(/proc), C(/sys), C(/dev), C(/run) (with the collection's own C(/run/aimodel)) and
+        C(/var), except below its data places C(/var/lib/models) and C(/var/lib/aimodel).
+      - V(/), V(/tmp), V(/home), V(/opt), V(/srv), V(/mnt), V(/media), V(/var/lib/models) and V(/var/lib/aimodel)
+        themselves are refused (a mount there hides all they hold); paths below them are where models go, as is a
+        directory of its own such as V(/models).
     type: str
   read_only:
     description:
@@ -231,6 +250,14 @@ notes:
     kept on purpose, the shared host volume mount).
   - C(another operation on VM ... held its lock ... (lock_timeout)) - a concurrent run; raise O(lock_timeout) or
     retry.
+  - C(the lock directory /run/aimodel/locks is ...) - the directory of the locks is made root-owned with mode 0700;
+    one that is a symbolic link, is owned by another user or is writable by its group or others is refused; remove
+    it and run again.
+  - C(uri - ... only the hypervisor the task runs on can be managed) - set O(uri) (or E(LIBVIRT_DEFAULT_URI)) to
+    V(qemu:///system); run the task on the hypervisor itself (with O(uri) as is) rather than through a remote URI.
+  - C(volume.client_path - ... is writable by others) (or C(volume.mount_root), C(volume.cache_dir)) - the path, or
+    a directory on the way to it, could be changed by another user; use a root-owned place such as C(/usr/local/bin)
+    or C(/var/lib/aimodel).
   - C(unmounting ... failed ... the mount is busy) - a guest process uses the model; stop it or use O(force=true).
   - C(the virtiofsd process of device ... is gone) or C(libvirt refused the hot-plug although the VM has shared
     memory backing) - only a restart of the VM (shutdown and start) clears these; run again afterwards.
@@ -389,6 +416,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _absent
+from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _mounted
@@ -460,6 +488,8 @@ def main():
         module.no_log_values.add(secret)
     try:
         desired, volume = _spec.desired_from_params(module.params)
+        if volume:
+            _hostpath.check_volume(volume)
     except _spec.SpecError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     if volume and volume.get('password'):

@@ -40,6 +40,8 @@ options:
   mount_root:
     description:
       - Directory under which the modules mount volumes on the host (as in O(aimodel.kvm.vm_model_mount#module:volume.mount_root)).
+      - Checked like that option - absolute, without V(..), and it and every directory on the way to it owned by root
+        (or the user the module runs as) and writable by neither its group nor others (C(/tmp) is refused too).
     type: path
     default: /var/lib/aimodel/volumes
   agent_timeout:
@@ -356,9 +358,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _info
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 
@@ -377,9 +381,15 @@ def main():
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     p = module.params
     try:
+        _spec.validate_uri(p['uri'])
+        mount_root = _spec.normalize_host_path(p['mount_root'], 'mount_root')
+        _hostpath.check_trusted('mount_root', mount_root)
+    except _spec.SpecError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    try:
         conn = _libvirt.connect(p['uri'])
         try:
-            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], p['mount_root'], p['agent_timeout'])
+            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], mount_root, p['agent_timeout'])
         finally:
             conn.close()
     except AimodelError as exc:

@@ -14,10 +14,11 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
+from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, FakeConnection, FakeDomain
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, FakeConnection, FakeDomain, FakeTree
 
 
 class ExitJson(Exception):
@@ -150,6 +151,10 @@ class FakeHost:
 def host(monkeypatch):
     fake = FakeHost()
     monkeypatch.setattr(_juicefs, 'Host', lambda: fake)
+    # The host paths the modules check (_hostpath): a fake tree, only / at first (root's, 0755).
+    fake.tree = FakeTree()
+    monkeypatch.setattr(_hostpath, 'LSTAT', fake.tree.lstat)
+    monkeypatch.setattr(_hostpath, 'READLINK', fake.tree.readlink)
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/ro/models/m1')
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/ro/models/m2')
     fake.dirs.add('/var/lib/aimodel/volumes/labvol/rw/models/m1')

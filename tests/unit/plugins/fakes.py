@@ -441,3 +441,31 @@ def legacy_domain():
     dom.calls = []
     dom.guest.argvs = []
     return dom
+
+
+class FakeTree:
+    """The host's file system as ``_hostpath`` sees it: ``lstat`` and ``readlink`` over a dict of paths, each a
+    directory, a file or a symbolic link with an owner and a mode. Only ``/`` exists at first (root's, 0755)."""
+
+    def __init__(self):
+        self.nodes = {'/': ('dir', 0, 0o755, None)}
+
+    def add(self, path, kind='dir', uid=0, mode=0o755, target=None):
+        self.nodes[path] = (kind, uid, mode, target)
+        return self
+
+    def lstat(self, path):
+        import errno
+        import os
+        import stat
+        if path not in self.nodes:
+            parent = os.path.dirname(path)
+            if parent in self.nodes and self.nodes[parent][0] == 'file':
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        kind, uid, mode, _target = self.nodes[path]
+        kinds = {'dir': stat.S_IFDIR, 'file': stat.S_IFREG, 'link': stat.S_IFLNK}
+        return os.stat_result((kinds[kind] | mode, 1, 1, 1, uid, 0, 0, 0, 0, 0))
+
+    def readlink(self, path):
+        return self.nodes[path][3]

@@ -18,7 +18,17 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
     ('//mnt/models/a', '/mnt/models/a'),
     ('/srv/models/a.b_c-d', '/srv/models/a.b_c-d'),
     ('/mnt/x', '/mnt/x'),
-    ('/etc/models', '/etc/models'),
+    ('/tmp/m', '/tmp/m'),
+    ('/home/u/models', '/home/u/models'),
+    ('/opt/llm/weights', '/opt/llm/weights'),
+    ('/media/m', '/media/m'),
+    ('/var/lib/models/a', '/var/lib/models/a'),
+    ('/var/lib/aimodel/x/y', '/var/lib/aimodel/x/y'),
+    ('/models', '/models'),
+    ('/data/m', '/data/m'),
+    ('/etcx/m', '/etcx/m'),
+    ('/running/m', '/running/m'),
+    ('/variable/m', '/variable/m'),
 ])
 def test_mount_path_normalized(raw, normalized):
     assert _spec.normalize_mount_path(raw) == normalized
@@ -35,18 +45,56 @@ def test_mount_path_normalized(raw, normalized):
     ('/mnt/a\tb', 'control'),
     ('/mnt/a b', 'white space'),
     ('/mnt/a\\b', 'backslash'),
-    ('/', 'system directory /'),
-    ('//', 'system directory /'),
+    ('/', 'directory / itself'),
+    ('//', 'directory / itself'),
     ('/etc/', 'system directory /etc'),
     ('/usr', 'system directory'),
     ('/lib64', 'system directory'),
     ('/lib', 'system directory'),
     ('/var/.', 'system directory /var'),
-    ('/tmp', 'system directory'),
+    ('/tmp', 'directory /tmp itself'),
     ('/root', 'system directory'),
-    ('/proc/x', 'below /proc'),
-    ('/sys/fs/x', 'below /sys'),
-    ('/dev/shm/x', 'below /dev'),
+    ('/mnt', 'directory /mnt itself'),
+    ('/srv/', 'directory /srv itself'),
+    ('/home', 'directory /home itself'),
+    ('/opt', 'directory /opt itself'),
+    ('/media', 'directory /media itself'),
+    ('/tmp/.', 'directory /tmp itself'),
+    ('/var/lib/models', 'directory /var/lib/models itself'),
+    ('/var/lib/aimodel/', 'directory /var/lib/aimodel itself'),
+    ('/proc', 'system directory /proc'),
+    ('/sys', 'system directory /sys'),
+    ('/dev', 'system directory /dev'),
+    ('/run', 'system directory /run'),
+    ('/bin', 'system directory /bin'),
+    ('/sbin', 'system directory /sbin'),
+    ('/boot', 'system directory /boot'),
+    ('/proc/x', 'system tree /proc: /proc/x'),
+    ('/sys/fs/x', 'system tree /sys: /sys/fs/x'),
+    ('/dev/shm/x', 'system tree /dev: /dev/shm/x'),
+    ('/etc/x', 'system tree /etc: /etc/x'),
+    ('/etc/models', 'system tree /etc'),
+    ('/etc//cron.d/./m', 'system tree /etc: /etc/cron.d/m'),
+    ('/root/.ssh', 'system tree /root'),
+    ('/usr/lib/x', 'system tree /usr: /usr/lib/x'),
+    ('/usr/local/models', 'system tree /usr'),
+    ('/boot/x', 'system tree /boot'),
+    ('/efi/x', 'system tree /efi'),
+    ('/lib/x', 'system tree /lib: /lib/x'),
+    ('/lib64/x', 'system tree /lib64'),
+    ('/libx32/m', 'system tree /libx32'),
+    ('/library/m', 'system tree /library'),
+    ('/bin/x', 'system tree /bin'),
+    ('/sbin/x', 'system tree /sbin'),
+    ('/run/x', 'system tree /run'),
+    ('/run/aimodel/x', 'system tree /run: /run/aimodel/x'),
+    ('/run/aimodel/ro', 'system tree /run'),
+    ('/var/log/x', 'system tree /var: /var/log/x'),
+    ('/var/lib', 'system tree /var: /var/lib'),
+    ('/var/lib/x', 'system tree /var'),
+    ('/var/lib/modelsx/a', 'system tree /var: /var/lib/modelsx/a'),
+    ('/var/run/m', 'system tree /var'),
+    ('/var/tmp/m', 'system tree /var'),
     ('/' + 'a' * 300, 'longer than 255'),
     ('/a' * 600, 'at most 1024'),
 ])
@@ -55,6 +103,12 @@ def test_mount_path_refused(raw, fragment):
         _spec.normalize_mount_path(raw)
     assert err.value.field == 'mount_path'
     assert fragment in str(err.value)
+
+
+def test_a_refused_mount_path_says_where_models_go():
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.normalize_mount_path('/usr/lib/x')
+    assert '/var/lib/models' in str(err.value) and '/mnt' in str(err.value)
 
 
 def test_mount_path_type():
@@ -134,7 +188,7 @@ def test_mount_path_hostile_characters(raw):
 
 
 def _params(**changes):
-    params = dict(model='m1', state='mounted', source_path='models/m1', mount_path=None, read_only=True, persist=True,
+    params = dict(uri='qemu:///system', model='m1', state='mounted', source_path='models/m1', mount_path=None, read_only=True, persist=True,
                   guest_mount=True, cache='auto', read_ahead_kb=1024, lock_timeout=120, agent_timeout=30,
                   device_timeout=60, volume=dict(name='labvol', meta_url='sqlite3:///x.db', meta_password=None,
                                                  mount_root='/srv/volumes', cache_dir=None, cache_size=None,
@@ -163,3 +217,113 @@ def test_desired_names_the_shared_device_and_the_mount_root(read_only, cache, de
 ])
 def test_url_secrets_finds_what_to_mask(url, secrets):
     assert _spec.url_secrets(url) == secrets
+
+
+@pytest.mark.parametrize('uri', list(_spec.LOCAL_URIS))
+def test_local_uris_are_accepted(uri):
+    assert _spec.validate_uri(uri) == uri
+
+
+@pytest.mark.parametrize('uri, why', [
+    ('qemu+ext:///system?command=/bin/touch', "transport 'ext', which runs an external program"),
+    ('qemu+ssh://root@hv2/system', "transport 'ssh', which runs ssh"),
+    ('qemu+ssh://127.0.0.1/system', "transport 'ssh'"),
+    ('qemu+libssh://hv2/system', "transport 'libssh'"),
+    ('qemu+libssh2://hv2/system?known_hosts=/x', "transport 'libssh2'"),
+    ('qemu+tcp://hv2/system', "transport 'tcp', which connects over the network"),
+    ('qemu+tls://hv2/system', "transport 'tls'"),
+    ('qemu+xyz:///system', "transport 'xyz', which is not the local socket"),
+    ('qemu://hv2/system', "names a host ('hv2')"),
+    ('qemu://localhost/system', 'names a host'),
+    ('qemu+unix://hv2/system', 'names a host'),
+    ('qemu:///system?socket=/tmp/evil.sock', 'has parameters'),
+    ('qemu+unix:///system?socket=/run/libvirt/libvirt-sock', 'has parameters'),
+    ('qemu:///system?mode=legacy', 'has parameters'),
+    ('qemu:///system#x', 'fragment'),
+    ('qemu:///embed?root=/tmp/x', 'has parameters'),
+    ('qemu:///embed', "path '/embed'"),
+    ('qemu:///system/', "path '/system/'"),
+    ('qemu:///', "path '/'"),
+    ('test:///default', "driver 'test'"),
+    ('lxc:///system', "driver 'lxc'"),
+    ('xen+ssh://hv2/', "driver 'xen'"),
+    ('QEMU:///system', "driver 'QEMU'"),
+    ('hv2', 'alias'),
+    ('qemu:system', 'alias'),
+])
+def test_other_uris_are_refused_saying_why(uri, why):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.validate_uri(uri)
+    assert err.value.field == 'uri'
+    assert str(err.value).startswith('uri: ')
+    assert why in str(err.value), str(err.value)
+    assert 'qemu:///system' in str(err.value)
+
+
+@pytest.mark.parametrize('uri', ['', 'qemu:///system\n', 'qemu:///sys\x00tem', None])
+def test_uri_text_is_checked(uri):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.validate_uri(uri)
+    assert err.value.field == 'uri'
+
+
+@pytest.mark.parametrize('raw, normalized', [
+    ('/var/lib/aimodel/volumes', '/var/lib/aimodel/volumes'),
+    ('/var/lib/aimodel/volumes/', '/var/lib/aimodel/volumes'),
+    ('//srv//volumes/./x', '/srv/volumes/x'),
+    ('/usr/local/bin/juicefs', '/usr/local/bin/juicefs'),
+])
+def test_host_path_normalized(raw, normalized):
+    assert _spec.normalize_host_path(raw, 'volume.mount_root') == normalized
+
+
+@pytest.mark.parametrize('raw, fragment', [
+    ('cache', 'absolute'),
+    ('./cache', 'absolute'),
+    ('~/cache', 'absolute'),
+    ('/var/cache/../../tmp/x', '".."'),
+    ('/var/cache/..', '".."'),
+    ('/', 'root directory'),
+    ('//./', 'root directory'),
+    ('/proc/self/cwd', 'pseudo file system /proc'),
+    ('/dev/shm/cache', 'pseudo file system /dev'),
+    ('/sys', 'pseudo file system /sys'),
+    ('/var/a\nb', 'control'),
+    ('', 'must not be empty'),
+    ('/a' * 600, 'at most 1024'),
+])
+def test_host_path_refused(raw, fragment):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.normalize_host_path(raw, 'volume.cache_dir')
+    assert err.value.field == 'volume.cache_dir'
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize('key', list(_spec.HOST_PATH_OPTIONS))
+def test_desired_refuses_a_relative_host_path_naming_its_option(key):
+    params = _params()
+    params['volume'][key] = 'relative/' + key
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.desired_from_params(params)
+    assert err.value.field == 'volume.' + key
+
+
+def test_desired_normalizes_the_host_paths():
+    params = _params()
+    params['volume'].update(mount_root='/srv//volumes/', cache_dir='/var/cache/./jfs', client_path='/opt/jfs//juicefs')
+    desired, volume = _spec.desired_from_params(params)
+    assert desired['mount_root'] == volume['mount_root'] == '/srv/volumes'
+    assert volume['cache_dir'] == '/var/cache/jfs' and volume['client_path'] == '/opt/jfs/juicefs'
+
+
+@pytest.mark.parametrize('state', ['mounted', 'absent'])
+def test_desired_refuses_a_remote_uri_with_either_state(state):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.desired_from_params(_params(uri='qemu+ssh://hv2/system', state=state))
+    assert err.value.field == 'uri'
+
+
+def test_desired_refuses_a_mount_path_in_a_system_tree():
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.desired_from_params(_params(mount_path='/var/log/x'))
+    assert err.value.field == 'mount_path' and 'system tree /var' in str(err.value)

@@ -253,6 +253,64 @@ def test_bad_input_fails_before_change(domain, host, run_module, args, field):
     assert snapshot(domain) == before and host.mount_calls == [] and host.calls == []
 
 
+@pytest.mark.parametrize('args, field', [
+    (dict(ARGS, mount_path='/etc/x'), 'mount_path'),
+    (dict(ARGS, mount_path='/usr/lib/x'), 'mount_path'),
+    (dict(ARGS, mount_path='/run/aimodel/x'), 'mount_path'),
+    (dict(ARGS, mount_path='/var/log/x'), 'mount_path'),
+    (dict(ARGS, uri='qemu+ext:///system?command=/bin/touch'), 'uri'),
+    (dict(ARGS, uri='qemu+ssh://root@hv2/system'), 'uri'),
+    (dict(ARGS, uri='test:///default'), 'uri'),
+    (dict(ABSENT, uri='qemu+tcp://hv2/system'), 'uri'),
+    (dict(ARGS, volume=dict(ARGS['volume'], cache_dir='cache')), 'volume.cache_dir'),
+    (dict(ARGS, volume=dict(ARGS['volume'], mount_root='volumes/../x')), 'volume.mount_root'),
+    (dict(ARGS, volume=dict(ARGS['volume'], client_path='bin/juicefs')), 'volume.client_path'),
+    (dict(ARGS, volume=dict(ARGS['volume'], mount_root='/')), 'volume.mount_root'),
+])
+def test_options_acting_on_the_host_are_checked_before_anything(domain, host, run_module, monkeypatch, args, field):
+    connected = []
+    monkeypatch.setattr(_libvirt, 'connect', connected.append)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, args)
+    assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': '), result
+    assert connected == [] and snapshot(domain) == before and host.mount_calls == [] and host.calls == []
+
+
+@pytest.mark.parametrize('key, path, tree', [
+    ('client_path', '/srv/open/juicefs', [('/srv', 'dir', 0, 0o755), ('/srv/open', 'dir', 0, 0o777),
+                                          ('/srv/open/juicefs', 'file', 0, 0o755)]),
+    ('client_path', '/opt/juicefs', [('/opt', 'dir', 0, 0o755), ('/opt/juicefs', 'file', 1000, 0o755)]),
+    ('mount_root', '/tmp/mr', [('/tmp', 'dir', 0, 0o1777)]),
+    ('cache_dir', '/var/cache/jfs', [('/var', 'dir', 0, 0o755), ('/var/cache', 'dir', 1000, 0o755)]),
+    ('cache_dir', '/srv/cache', [('/srv', 'link', 0, 0o777, '/tmp'), ('/tmp', 'dir', 0, 0o1777)]),
+])
+def test_host_paths_that_others_can_change_are_refused_before_anything(domain, host, run_module, key, path, tree):
+    for node in tree:
+        host.tree.add(node[0], node[1], node[2], node[3], node[4] if len(node) > 4 else None)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], **{key: path})))
+    assert result['failed'] and result['field'] == 'volume.' + key, result
+    assert result['msg'].startswith('volume.%s: ' % key)
+    assert snapshot(domain) == before and host.mount_calls == [] and host.calls == []
+
+
+def test_trusted_host_paths_are_used_normalized(domain, host, run_module):
+    host.tree.add('/srv').add('/srv/volumes')
+    host.dirs.add('/srv/volumes/labvol/ro/models/m1')
+    result = run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], mount_root='/srv//volumes/',
+                                                               client_path='/srv/juicefs')))
+    assert not result.get('failed'), result
+    assert result['mount']['mount_root'] == '/srv/volumes'
+    assert host.mount_calls[0]['point'] == '/srv/volumes/labvol/ro'
+
+
+@pytest.mark.parametrize('mount_path', ['/var/lib/models/m1', '/var/lib/aimodel/m1', '/tmp/m1', '/home/u/m1'])
+def test_documented_data_places_hold_models(domain, host, run_module, mount_path):
+    result = run_module(vm_model_mount, dict(ARGS, mount_path=mount_path))
+    assert not result.get('failed'), result
+    assert result['mount']['mount_path'] == mount_path
+
+
 def test_volume_not_a_dict_names_the_field(domain, host, run_module):
     result = run_module(vm_model_mount, dict(ARGS, volume='not-a-dict'))
     assert result['failed'] and result['msg'].startswith('volume:')

@@ -8,7 +8,10 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import pytest
+
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
 from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID
@@ -142,3 +145,26 @@ def test_info_reports_a_host_mount_of_another_volume_of_the_recorded_name(domain
     assert entry['volume_uuid'] == first['mount']['volume_uuid'] == FAKE_IDENTITY[1]
     assert entry['meta_url'] == 'redis://127.0.0.1:16379/1'
     assert host.engine_calls == ['redis://127.0.0.1:16379/1'], 'info never asks the metadata engine'
+
+
+@pytest.mark.parametrize('args, field', [
+    ({'uri': 'qemu+ext:///system?command=/bin/touch'}, 'uri'),
+    ({'uri': 'qemu+ssh://hv2/system'}, 'uri'),
+    ({'mount_root': 'volumes'}, 'mount_root'),
+    ({'mount_root': '/tmp/mr'}, 'mount_root'),
+])
+def test_info_checks_the_options_acting_on_the_host_first(domain, host, run_module, monkeypatch, args, field):
+    host.tree.add('/tmp', mode=0o1777)
+    connected = []
+    monkeypatch.setattr(_libvirt, 'connect', connected.append)
+    result = run_module(vm_model_mount_info, dict(args, vm='vm1'))
+    assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': '), result
+    assert connected == []
+
+
+def test_info_reads_volumes_under_the_normalized_mount_root(domain, host, run_module):
+    host.tree.add('/srv').add('/srv/volumes')
+    host.dirs.add('/srv/volumes/labvol/ro/models/m1')
+    run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], mount_root='/srv/volumes')))
+    entry = run_module(vm_model_mount_info, {'vm': 'vm1', 'mount_root': '/srv/volumes/'})['mounts'][0]
+    assert entry['status'] == 'mounted', entry
