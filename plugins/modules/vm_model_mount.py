@@ -207,6 +207,9 @@ notes:
     guest mount). M(aimodel.kvm.vm_model_mount_info) probes every mount.
   - A host volume whose client died is mounted again, its model bound again and bound again in the guest, without
     detaching the device. Only a dead virtiofsd (the device's process on the host) needs a restart of the VM.
+  - The programs it runs on the hypervisor (the JuiceFS client's mount and warmup, C(umount)) get none of the module's
+    environment but E(PATH), E(HOME), E(TZ) and the proxy variables, with the C locale, and the password as
+    E(META_PASSWORD); not E(AIMODEL_META_URL), not E(REDIS_PASSWORD) (which the client would prefer).
   - Every failure names the VM and model and leaves nothing half-done. Bad input fails before anything is touched,
     with the option's name first, for example C(mount_path - must not be the system directory /etc). The failures a
     run can meet, and what to do, follow.
