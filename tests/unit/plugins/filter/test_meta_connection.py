@@ -18,8 +18,8 @@ def test_filter_is_exposed():
 
 
 @pytest.mark.parametrize('url, password, expected', [
-    ('redis://:Xqv7%3AZrw9%2FWmk4%40Kpz2%25Jtn5@h:6379/1', '', {'meta_url': 'redis://h:6379/1',
-                                                               'password': 'Xqv7:Zrw9/Wmk4@Kpz2%Jtn5'}),
+    ('redis://:Xqv7%3AZrw9%2FWmk4%40Kpz2%25Jtn5@h:6379/1', '',
+     {'meta_url': 'redis://h:6379/1', 'password': 'Xqv7:Zrw9/Wmk4@Kpz2%Jtn5'}),
     ('redis://:a:b/c@d@h/1', None, {'meta_url': 'redis://h/1', 'password': 'a:b/c@d'}),
     ('redis://h/1', 'p%40ss', {'meta_url': 'redis://h/1', 'password': 'p%40ss'}),
     ('sqlite3:///var/lib/a@b/meta.db', '', {'meta_url': 'sqlite3:///var/lib/a@b/meta.db', 'password': ''}),
