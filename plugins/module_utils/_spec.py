@@ -188,7 +188,7 @@ def is_our_tag(tag):
 
 
 def _split_meta_url(value, field):
-    """(scheme, URL without password, password as written in the URL or None)."""
+    """(URL without password, password as written in the URL or None)."""
     _check_text(field, value)
     match = re.match(r'^([a-z][a-z0-9+.-]*)://(.*)$', value, re.DOTALL)
     if not match:
@@ -209,7 +209,7 @@ def _split_meta_url(value, field):
         rest = ('%s@%s' % (user, hostpart)) if user else hostpart
     if any(char.isspace() for char in rest):
         raise SpecError(field, 'must not contain white space: %s' % mask_meta_url(value))
-    return scheme, '%s://%s' % (scheme, rest), (written or None)
+    return '%s://%s' % (scheme, rest), (written or None)
 
 
 # A '%' of a URL's password that does not start a %-escape: the password's meaning is unclear.
@@ -236,8 +236,8 @@ def split_meta_url(value, field='volume.meta_url'):
     client gets it as it is, through its environment, never on a command line. Raises SpecError with the password
     masked.
     """
-    _scheme, url, written = _split_meta_url(value, field)
-    return url, (_decode_password(field, written, value) if written else None)
+    url, password, _forms = meta_connection(value, None, field)
+    return url, password
 
 
 def secret_forms(password, written=None):
@@ -255,7 +255,7 @@ def secret_forms(password, written=None):
 def meta_connection(meta_url, meta_password=None, field='volume.meta_url', password_field='volume.meta_password'):
     """(URL without password, password or None, every form of the password to hide) of a metadata engine given by
     its URL and, optionally, a separate password (taken as it is). Raises SpecError, the password masked."""
-    _scheme, url, written = _split_meta_url(meta_url, field)
+    url, written = _split_meta_url(meta_url, field)
     url_password = _decode_password(field, written, meta_url) if written else None
     if url_password and meta_password and url_password != meta_password:
         raise SpecError(password_field, 'differs from the password inside %s; give it once' % field)
