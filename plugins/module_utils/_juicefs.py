@@ -6,7 +6,8 @@
 """The host side of the model repository: one FUSE mount per volume (and access mode) per host.
 
 The metadata password reaches the client only through the ``META_PASSWORD`` environment variable:
-never on a command line, never in a log, never in a record.
+never on a command line, never in a log, never in a record. A child process gets only the variables of
+``child_env``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,6 +23,7 @@ import subprocess
 import threading
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
+from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import parse_mountinfo, visible_at
 
@@ -120,26 +122,53 @@ def mounted_identity(point, timeout=5.0):
     return identity_of(settings.get('Format') if isinstance(settings, dict) else None)
 
 
-def _run(argv, env_extra=None, timeout=120, stderr=True):
-    """(exit code, output); with ``stderr=False`` the output is stdout alone unless the command fails."""
-    env = dict(os.environ)
-    env.pop('META_PASSWORD', None)
-    env.update(env_extra or {})
+# A program the collection runs (the client's mount and warmup, umount) sees nothing of the module's environment but
+# these variables: that environment may hold AIMODEL_META_URL with its password, REDIS_PASSWORD (which the client
+# prefers to META_PASSWORD) or anything else of the controller or of an AWX job. HOME and TZ are the client's own
+# defaults, the proxies its way to the object storage.
+_CHILD_ENV_KEPT = ('HOME', 'TZ', 'http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY')
+SAFE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+
+def child_env(secrets=None, environ=None):
+    """The whole environment of a child process: PATH (the module's when all its directories are absolute, else
+    SAFE_PATH), the C locale, the variables of _CHILD_ENV_KEPT that are set, and ``secrets`` (name -> value, such as
+    META_PASSWORD)."""
+    environ = os.environ if environ is None else environ
+    path = environ.get('PATH', '')
+    env = {
+        'PATH': path if path and all(part.startswith('/') for part in path.split(os.pathsep)) else SAFE_PATH,
+        'LANG': 'C',
+        'LC_ALL': 'C',
+    }
+    for name in _CHILD_ENV_KEPT:
+        if environ.get(name):
+            env[name] = environ[name]
+    env.update(secrets or {})
+    return env
+
+
+def _run(argv, secrets=None, timeout=120, stderr=True):
+    """(exit status, output) of a program run with child_env(secrets); every form of a secret is scrubbed from its
+    output. With ``stderr=False`` the output is stdout alone, unless the program fails."""
     try:
-        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.run(argv, env=child_env(secrets), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT if stderr else subprocess.PIPE, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return 124, 'timed out after %ss' % timeout
     output = proc.stdout
     if not stderr and proc.returncode != 0:
         output = proc.stderr + output
-    return proc.returncode, output.decode('utf-8', 'replace')
+    forms = []
+    for value in (secrets or {}).values():
+        forms.extend(_spec.secret_forms(value))
+    return proc.returncode, _scrub(output.decode('utf-8', 'replace'), forms)
 
 
 def _scrub(text, secrets):
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, '****')
+    """``text`` with each of ``secrets`` replaced by ****, longest first (one may hold another)."""
+    for secret in sorted(set(s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, '****')
     return text
 
 
@@ -244,11 +273,9 @@ class Host:
         if cache_size is not None:
             argv += ['--cache-size', str(cache_size)]
         argv += [meta_url, point]
-        env = {'META_PASSWORD': password} if password else {}
-        rc, output = _run(argv, env, timeout)
+        rc, output = _run(argv, {'META_PASSWORD': password} if password else None, timeout)
         if rc != 0:
-            raise VolumeError('mounting volume %s at %s failed (exit %s): %s'
-                              % (volume, point, rc, _scrub(output.strip()[-2000:], [password])))
+            raise VolumeError('mounting volume %s at %s failed (exit %s): %s' % (volume, point, rc, output.strip()[-2000:]))
         state = self.status(point, volume)
         if state == 'foreign':
             raise VolumeError('the metadata URL of volume %s points to another volume: %s is mounted at %s; '

@@ -13,7 +13,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import hashlib
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
@@ -273,12 +273,8 @@ def is_our_tag(tag):
     return isinstance(tag, str) and tag.startswith(TAG_PREFIX)
 
 
-def split_meta_url(value, field='volume.meta_url'):
-    """Split a metadata URL into (url without password, password or None).
-
-    The password must never reach a command line: the caller passes it through the environment.
-    Raises SpecError with the password masked.
-    """
+def _split_meta_url(value, field):
+    """(URL without password, password as written in the URL or None)."""
     _check_text(field, value)
     match = re.match(r'^([a-z][a-z0-9+.-]*)://(.*)$', value, re.DOTALL)
     if not match:
@@ -289,17 +285,73 @@ def split_meta_url(value, field='volume.meta_url'):
         raise SpecError(field, 'unsupported scheme %r; expected one of %s' % (scheme, ', '.join(sorted(META_SCHEMES))))
     if not rest:
         raise SpecError(field, 'has nothing after %s://' % scheme)
-    password = None
+    written = None
     # File-based engines have no credentials; a path may contain '@'.
     userinfo, sep, hostpart = ('', '', rest) if scheme in FILE_SCHEMES else rest.rpartition('@')
     if sep:
         user, colon, secret = userinfo.partition(':')
         if colon:
-            password = secret
+            written = secret
         rest = ('%s@%s' % (user, hostpart)) if user else hostpart
     if any(char.isspace() for char in rest):
         raise SpecError(field, 'must not contain white space: %s' % mask_meta_url(value))
-    return '%s://%s' % (scheme, rest), (password or None)
+    return '%s://%s' % (scheme, rest), (written or None)
+
+
+# A '%' of a URL's password that does not start a %-escape: the password's meaning is unclear.
+_BAD_ESCAPE_RE = re.compile(r'%(?![0-9A-Fa-f]{2})')
+
+
+def _decode_password(field, written, value):
+    if _BAD_ESCAPE_RE.search(written):
+        raise SpecError(field, 'the password holds a "%%" that is not followed by two hex digits: write a "%%" of the '
+                               'password as %%25, or give the password separately (meta_password): %s'
+                        % mask_meta_url(value))
+    try:
+        return unquote(written, errors='strict')
+    except UnicodeDecodeError:
+        raise SpecError(field, 'the %%-encoded password is not UTF-8: %s' % mask_meta_url(value))
+
+
+def split_meta_url(value, field='volume.meta_url'):
+    """Split a metadata URL into (URL without password, password or None).
+
+    For a network engine, what lies between ``://`` and the URL's last ``@`` is ``user:password`` (the user ends at
+    the first ``:``): the password may hold ``:``, ``/`` and ``@`` as they are, and any character %-encoded
+    (``%40`` is ``@``, a ``%`` of the password is ``%25``), as in any URL. The password returned is decoded: the
+    client gets it as it is, through its environment, never on a command line. Raises SpecError with the password
+    masked.
+    """
+    url, password, _forms = meta_connection(value, None, field)
+    return url, password
+
+
+def secret_forms(password, written=None):
+    """Every form in which a password can show up in a text: as it is, %-encoded (every character but letters,
+    digits and ``-._~``, or as Go's URL package writes a password) and as written in a URL; longest first, so that
+    a scrub replaces a whole form before any shorter one inside it."""
+    if not password:
+        return ()
+    forms = set([password, quote(password, safe=''), quote(password, safe="!$&'()*+,;=")])
+    if written:
+        forms.add(written)
+    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+
+
+def meta_connection(meta_url, meta_password=None, field='volume.meta_url', password_field='volume.meta_password'):
+    """(URL without password, password or None, every form of the password to hide) of a metadata engine given by
+    its URL and, optionally, a separate password (taken as it is). Raises SpecError, the password masked."""
+    url, written = _split_meta_url(meta_url, field)
+    url_password = _decode_password(field, written, meta_url) if written else None
+    if url_password and meta_password and url_password != meta_password:
+        raise SpecError(password_field, 'differs from the password inside %s; give it once' % field)
+    password = url_password or meta_password or None
+    if password is not None and not isinstance(password, str):
+        raise SpecError(password_field, 'must be a string, got %s' % type(password).__name__)
+    if password and '\x00' in password:
+        raise SpecError(password_field if meta_password and not url_password else field,
+                        'the password must not contain a NUL character (it cannot be passed to the client)')
+    return url, password, secret_forms(password, written)
 
 
 def url_secrets(value):
@@ -312,17 +364,22 @@ def url_secrets(value):
     secret = userinfo.partition(':')[2]
     if not secret:
         return []
-    return sorted(set([secret, unquote(secret)]))
+    return sorted(secret_forms(unquote(secret), secret))
 
 
 def mask_meta_url(value):
-    """The URL with any password replaced by ****, for messages."""
+    """The URL with any password replaced by ****, for messages.
+
+    As ``split_meta_url`` reads a URL: the password runs from the first ``:`` after ``://`` to the last ``@``, so a
+    password holding ``:``, ``/`` or ``@`` is masked whole, raw or %-encoded. A value that is not a URL at all loses
+    everything before its last ``@``.
+    """
     if not isinstance(value, str):
         return '<not a string>'
     match = re.match(r'^([a-z][a-z0-9+.-]*)://(.*)$', value, re.DOTALL)
     if not match:
-        # Not a URL at all: hide anything that looks like user:password@.
-        return re.sub(r':[^:@/]*@', ':****@', value)
+        _userinfo, sep, hostpart = value.rpartition('@')
+        return '****@%s' % hostpart if sep else value
     if match.group(1) in FILE_SCHEMES or '@' not in match.group(2):
         return value
     userinfo, _sep, hostpart = match.group(2).rpartition('@')
@@ -359,9 +416,7 @@ def desired_from_params(params):
     name = validate_volume_name(volume['name'])
     if not volume.get('meta_url'):
         raise SpecError('volume.meta_url', 'is required with state=mounted (or set AIMODEL_META_URL)')
-    meta_url, url_password = split_meta_url(volume['meta_url'])
-    if url_password and volume.get('meta_password') and url_password != volume['meta_password']:
-        raise SpecError('volume.meta_password', 'differs from the password inside volume.meta_url; give it once')
+    meta_url, password, secrets = meta_connection(volume['meta_url'], volume.get('meta_password'))
     if volume.get('cache_size') is not None and volume['cache_size'] < 0:
         raise SpecError('volume.cache_size', 'must not be negative')
     host_paths = dict((key, normalize_host_path(volume[key], 'volume.' + key) if volume.get(key) is not None else None)
@@ -387,7 +442,8 @@ def desired_from_params(params):
     }
     connection = {
         'meta_url': meta_url,
-        'password': url_password or volume.get('meta_password'),
+        'password': password,
+        'secrets': secrets,
         'mount_root': host_paths['mount_root'],
         'cache_dir': host_paths['cache_dir'],
         'cache_size': volume.get('cache_size'),

@@ -83,13 +83,16 @@ options:
       meta_url:
         description:
           - Metadata engine URL of the volume, for example V(redis://host:6379/1) or V(sqlite3:///var/lib/x/meta.db).
-          - A password inside it is taken out and passed to the client through its environment only.
+          - A password inside it (V(redis://:password@host:6379/1)) is taken out and passed to the client through its
+            environment only. It runs from the first V(:) after V(://) to the last V(@), so it may hold V(:), V(/)
+            and V(@) as they are; any character may be %-encoded (V(%40) for V(@)), and a V(%) of the password must
+            be written V(%25).
           - If not set, the environment variable E(AIMODEL_META_URL) is used.
         type: str
       meta_password:
         description:
-          - Password of the metadata engine. Passed to the client only through its environment, never on a command
-            line, never stored, never logged.
+          - Password of the metadata engine, taken as it is (not %-encoded). Passed to the client only through its
+            environment, never on a command line, never stored, never logged.
           - If not set, the environment variable E(AIMODEL_META_PASSWORD) is used.
         type: str
       mount_root:
@@ -226,6 +229,9 @@ notes:
     guest mount). M(aimodel.kvm.vm_model_mount_info) probes every mount.
   - A host volume whose client died is mounted again, its model bound again and bound again in the guest, without
     detaching the device. Only a dead virtiofsd (the device's process on the host) needs a restart of the VM.
+  - The programs it runs on the hypervisor (the JuiceFS client's mount and warmup, C(umount)) get none of the module's
+    environment but E(PATH), E(HOME), E(TZ) and the proxy variables, with the C locale, and the password as
+    E(META_PASSWORD); not E(AIMODEL_META_URL), not E(REDIS_PASSWORD) (which the client would prefer).
   - Every failure names the VM and model and leaves nothing half-done. Bad input fails before anything is touched,
     with the option's name first, for example C(mount_path - must not be the system directory /etc). The failures a
     run can meet, and what to do, follow.
@@ -492,8 +498,8 @@ def main():
             _hostpath.check_volume(volume)
     except _spec.SpecError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
-    if volume and volume.get('password'):
-        module.no_log_values.add(volume['password'])
+    if volume:
+        module.no_log_values.update(volume['secrets'])
     try:
         result = run(module, desired, volume)
     except AimodelError as exc:

@@ -11,6 +11,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import errno
 import json
 import socket
+import sys
 import threading
 
 import pytest
@@ -120,7 +121,7 @@ def test_a_config_file_that_does_not_answer_gives_none(monkeypatch, tmp_path):
     assert _juicefs.mounted_identity(str(tmp_path)) is None
 
 
-def _client(tmp_path, script):
+def _sh_client(tmp_path, script):
     client = tmp_path / 'juicefs'
     client.write_text('#!/bin/sh\n' + script)
     client.chmod(0o755)
@@ -128,7 +129,7 @@ def _client(tmp_path, script):
 
 
 def test_the_engine_is_asked_for_its_volume_with_the_password_in_the_environment_only(tmp_path):
-    client = _client(tmp_path, 'echo "$@" > %s/argv; echo "$META_PASSWORD" > %s/pw\n'
+    client = _sh_client(tmp_path, 'echo "$@" > %s/argv; echo "$META_PASSWORD" > %s/pw\n'
                                'echo "<INFO>: Meta address: $2" >&2\n'
                                'echo \'{"Name": "labvol", "UUID": "%s"}\'\n' % (tmp_path, tmp_path, VOL_UUID))
     found = _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
@@ -139,7 +140,7 @@ def test_the_engine_is_asked_for_its_volume_with_the_password_in_the_environment
 
 @pytest.mark.parametrize('script', ['echo "bad p:w/@d" >&2; exit 1', 'echo "{}"', 'echo "[1]"'])
 def test_an_engine_without_an_answer_fails_without_the_password(tmp_path, script):
-    client = _client(tmp_path, script)
+    client = _sh_client(tmp_path, script)
     with pytest.raises(_juicefs.VolumeError) as err:
         _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
     assert str(err.value).startswith('volume.meta_url: cannot read the volume') and 'p:w/@d' not in str(err.value)
@@ -158,3 +159,66 @@ def test_statfs_that_hangs_times_out():
     err, result = _juicefs._in_thread(gate.wait, 0.05)
     gate.set()
     assert (err, result) == (errno.ETIMEDOUT, None)
+
+
+# --- what a child process gets --------------------------------------------------------------------------
+
+HARD = 'Xqv7:Zrw9/Wmk4@Kpz2%Jtn5'
+ENCODED = 'Xqv7%3AZrw9%2FWmk4%40Kpz2%25Jtn5'
+MODULE_ENV = {
+    'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/root', 'TZ': 'UTC', 'LANG': 'de_DE.UTF-8',
+    'https_proxy': 'http://proxy:3128', 'AIMODEL_META_URL': 'redis://:%s@h:6379/1' % ENCODED,
+    'AIMODEL_META_PASSWORD': HARD, 'META_PASSWORD': 'stale', 'REDIS_PASSWORD': 'other', 'LD_PRELOAD': '/tmp/x.so',
+    'ANSIBLE_VAULT_PASSWORD_FILE': '/tmp/v', 'LIBVIRT_DEFAULT_URI': 'qemu:///system',
+}
+
+
+def test_a_child_gets_only_the_allowed_variables():
+    assert _juicefs.child_env({'META_PASSWORD': HARD}, MODULE_ENV) == {
+        'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LANG': 'C', 'LC_ALL': 'C', 'HOME': '/root', 'TZ': 'UTC',
+        'https_proxy': 'http://proxy:3128', 'META_PASSWORD': HARD}
+    assert _juicefs.child_env(None, MODULE_ENV) == {
+        'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LANG': 'C', 'LC_ALL': 'C', 'HOME': '/root', 'TZ': 'UTC',
+        'https_proxy': 'http://proxy:3128'}
+
+
+@pytest.mark.parametrize('path', [None, '', 'bin:/usr/bin', '/usr/bin::/bin', '.:/usr/bin'])
+def test_a_child_gets_the_safe_path_unless_every_directory_is_absolute(path):
+    environ = {} if path is None else {'PATH': path}
+    assert _juicefs.child_env(None, environ) == {'PATH': _juicefs.SAFE_PATH, 'LANG': 'C', 'LC_ALL': 'C'}
+
+
+def _client(tmp_path, status=3):
+    """A stand-in for the client: prints its arguments, its environment and the password, as it is and %-encoded."""
+    script = tmp_path / 'juicefs'
+    script.write_text('#!%s\nimport os, sys, urllib.parse\nprint(sys.argv[1:])\nprint(sorted(os.environ.items()))\n'
+                      'pw = os.environ.get("META_PASSWORD", "")\nprint(pw, urllib.parse.quote(pw, safe=""))\n'
+                      'sys.exit(%d)\n' % (sys.executable, status))
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_the_client_gets_the_password_only_in_its_environment_and_its_output_is_scrubbed(tmp_path, monkeypatch):
+    for name, value in MODULE_ENV.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(_juicefs.VolumeError) as err:
+        _juicefs.Host().mount(_client(tmp_path), 'v1', 'sqlite3://%s/meta.db' % tmp_path, HARD, True,
+                              root=str(tmp_path / 'volumes'), log_dir=str(tmp_path / 'log'))
+    msg = str(err.value)
+    assert msg.startswith('mounting volume v1 at %s/volumes/v1/ro failed (exit 3): ' % tmp_path)
+    assert "('META_PASSWORD', '****')" in msg and '**** ****' in msg
+    for piece in ['Xqv7', 'Zrw9', 'Wmk4', 'Kpz2', 'Jtn5', 'AIMODEL_META', 'REDIS_PASSWORD', 'stale', 'LD_PRELOAD',
+                  'de_DE', 'LIBVIRT']:
+        assert piece not in msg
+    assert "('LC_ALL', 'C')" in msg and "'--read-only', 'sqlite3://%s/meta.db'" % tmp_path in msg
+
+
+def test_warmup_and_umount_get_no_password(tmp_path, monkeypatch):
+    for name, value in MODULE_ENV.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(_juicefs.VolumeError) as err:
+        _juicefs.Host().warmup(_client(tmp_path), str(tmp_path))
+    assert "('META_PASSWORD'" not in str(err.value) and 'AIMODEL_META' not in str(err.value)
+    rc, output = _juicefs._run(['env'])   # pylint: disable=protected-access
+    assert rc == 0 and sorted(line.split('=', 1)[0] for line in output.splitlines()) == [
+        'HOME', 'LANG', 'LC_ALL', 'PATH', 'TZ', 'https_proxy']

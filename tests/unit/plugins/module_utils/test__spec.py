@@ -176,7 +176,84 @@ def test_split_meta_url_refused_and_masked(url):
 
 def test_mask():
     assert _spec.mask_meta_url('redis://:secret@h/1') == 'redis://:****@h/1'
-    assert _spec.mask_meta_url('weird:secret@h') == 'weird:****@h'
+    assert _spec.mask_meta_url('weird:secret@h') == '****@h'
+    assert _spec.mask_meta_url('secret@h') == '****@h'
+    assert _spec.mask_meta_url('redis://h:6379/1') == 'redis://h:6379/1'
+
+
+# A password with every character that separates the parts of a URL, and a '%'; its pieces are what must not show.
+HARD = 'Xqv7:Zrw9/Wmk4@Kpz2%Jtn5'
+PIECES = ['Xqv7', 'Zrw9', 'Wmk4', 'Kpz2', 'Jtn5']
+ENCODED = 'Xqv7%3AZrw9%2FWmk4%40Kpz2%25Jtn5'
+
+
+@pytest.mark.parametrize('url, clean, password', [
+    ('redis://:Xqv7:Zrw9/Wmk4@Kpz2@h:6379/1', 'redis://h:6379/1', 'Xqv7:Zrw9/Wmk4@Kpz2'),
+    ('redis://:%s@h:6379/1' % ENCODED, 'redis://h:6379/1', HARD),
+    ('redis://user:%s@h/1' % ENCODED, 'redis://user@h/1', HARD),
+    ('rediss://:a:b%40c%2fd@h/1', 'rediss://h/1', 'a:b@c/d'),            # raw and encoded mixed, lower-case hex
+    ('redis://:p%2Bq+r@h/1', 'redis://h/1', 'p+q+r'),                      # '+' is a plus, as in any URL
+    ('redis://:%C3%A9t%C3%A9@h/1', 'redis://h/1', '\u00e9t\u00e9'),
+    ('postgres://u:%s@db:5432/jfs?sslmode=disable' % ENCODED, 'postgres://u@db:5432/jfs?sslmode=disable', HARD),
+    ('mysql://u:Xqv7:Zrw9/Wmk4@Kpz2@(db:3306)/jfs', 'mysql://u@(db:3306)/jfs', 'Xqv7:Zrw9/Wmk4@Kpz2'),
+    ('redis://:@h/1', 'redis://h/1', None),
+])
+def test_split_meta_url_decodes_the_password(url, clean, password):
+    assert _spec.split_meta_url(url) == (clean, password)
+
+
+@pytest.mark.parametrize('url', [
+    'redis://:100%zz@h/1', 'redis://:Xqv7%Zrw9@h/1', 'redis://:Xqv7%2@h/1', 'redis://:Xqv7%@h/1',   # not an escape
+    'redis://:Xqv7%FFZrw9@h/1',                                                                    # not UTF-8
+])
+def test_split_meta_url_refuses_an_unclear_password(url):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.split_meta_url(url)
+    assert err.value.field == 'volume.meta_url'
+    assert not [piece for piece in ('100', 'zz', 'Xqv7', 'Zrw9') if piece in str(err.value)], str(err.value)
+
+
+@pytest.mark.parametrize('template', [
+    'redis://:{}@h:6379/1', 'redis://user:{}@h/1', 'postgres://u:{}@db/jfs?sslmode=disable',
+    'redis://:{}@h /1',                                         # refused for its white space
+    'ftp://u:{}@h',                                              # refused for its scheme
+    'u:{}@h:6379/1', ':{}@h:6379/1', 'redis:/:{}@h/1', '{}@h',   # not URLs at all
+])
+@pytest.mark.parametrize('form', [HARD, ENCODED, 'Xqv7:Zrw9@Kpz2/Wmk4', 'Xqv7@Zrw9@Kpz2'])
+def test_no_piece_of_a_password_is_left_by_the_mask_or_an_error(template, form):
+    value = template.format(form)
+    texts = [_spec.mask_meta_url(value)]
+    try:
+        _spec.meta_connection(value)
+    except _spec.SpecError as exc:
+        texts.append(str(exc))
+    for text in texts:
+        assert not [piece for piece in PIECES if piece in text], text
+
+
+def test_secret_forms_cover_raw_encoded_and_written():
+    forms = _spec.secret_forms(HARD, 'Xqv7:Zrw9%2FWmk4@Kpz2%25Jtn5')
+    assert set(forms) == set([HARD, ENCODED, 'Xqv7%3AZrw9%2FWmk4%40Kpz2%25Jtn5', 'Xqv7:Zrw9%2FWmk4@Kpz2%25Jtn5'])
+    assert [len(f) for f in forms] == sorted((len(f) for f in forms), reverse=True)
+    # Go's URL package leaves sub-delimiters of a password as they are.
+    assert set(_spec.secret_forms("a+b;c")) == set(['a+b;c', 'a%2Bb%3Bc'])
+    assert _spec.secret_forms(None) == () and _spec.secret_forms('') == ()
+
+
+def test_meta_connection():
+    assert _spec.meta_connection('redis://:%s@h/1' % ENCODED) == (
+        'redis://h/1', HARD, _spec.secret_forms(HARD, ENCODED))
+    assert _spec.meta_connection('redis://:%s@h/1' % ENCODED, HARD)[1] == HARD     # the same password, once decoded
+    assert _spec.meta_connection('redis://h/1', ENCODED)[1] == ENCODED           # meta_password is taken as it is
+    assert _spec.meta_connection('redis://h/1') == ('redis://h/1', None, ())
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.meta_connection('redis://:%s@h/1' % ENCODED, ENCODED)
+    assert err.value.field == 'volume.meta_password' and 'Xqv7' not in str(err.value)
+    for url, password, field in [('redis://:a%00b@h/1', None, 'volume.meta_url'),
+                                 ('redis://h/1', 'a\x00b', 'volume.meta_password')]:
+        with pytest.raises(_spec.SpecError) as err:
+            _spec.meta_connection(url, password)
+        assert err.value.field == field and 'NUL' in str(err.value)
 
 
 @pytest.mark.parametrize('raw', ['/mnt/a;b', '/mnt/a|b', '/mnt/a&b', '/mnt/$(id)', '/mnt/`id`', '/mnt/a*', '/mnt/a?',
@@ -208,8 +285,9 @@ def test_desired_names_the_shared_device_and_the_mount_root(read_only, cache, de
 
 
 @pytest.mark.parametrize('url, secrets', [
-    ('redis://:p:w/@d@host:6379/1', ['p:w/@d']),
+    ('redis://:p:w/@d@host:6379/1', ['p%3Aw%2F%40d', 'p:w/@d']),
     ('redis://user:p%40ss@host/1', ['p%40ss', 'p@ss']),
+    ('redis://user:p:w%2Fd@host/1', ['p%3Aw%2Fd', 'p:w%2Fd', 'p:w/d']),
     ('not a url user:pw@host', ['pw']),
     ('redis://host:6379/1', []),
     ('sqlite3:///var/x@y.db', []),
@@ -327,3 +405,11 @@ def test_desired_refuses_a_mount_path_in_a_system_tree():
     with pytest.raises(_spec.SpecError) as err:
         _spec.desired_from_params(_params(mount_path='/var/log/x'))
     assert err.value.field == 'mount_path' and 'system tree /var' in str(err.value)
+
+
+def test_desired_connection_has_the_decoded_password_and_its_forms():
+    params = _params(volume=dict(_params()['volume'], meta_url='redis://:%s@h:6379/1' % ENCODED))
+    _desired, volume = _spec.desired_from_params(params)
+    assert volume['meta_url'] == 'redis://h:6379/1'
+    assert volume['password'] == HARD
+    assert HARD in volume['secrets'] and ENCODED in volume['secrets']

@@ -373,6 +373,24 @@ def test_volume_secrets_from_environment(domain, host, run_module, monkeypatch):
     assert 'env-secret' not in json.dumps(result) + json.dumps(domain.meta)
 
 
+@pytest.mark.parametrize('url', ['redis://:Xqv7%3AZrw9%2FWmk4%40Kpz2%25Jtn5@127.0.0.1:16379/1',
+                                 'redis://:Xqv7:Zrw9/Wmk4@Kpz2%25Jtn5@127.0.0.1:16379/1'])
+def test_a_password_with_url_delimiters_reaches_the_client_decoded(domain, host, run_module, monkeypatch, url):
+    monkeypatch.setenv('AIMODEL_META_URL', url)
+    result = run_module(vm_model_mount, dict(ARGS, volume={'name': 'labvol'}), diff=True)
+    assert result['changed'] is True, result
+    assert host.mount_calls[0]['meta_url'] == 'redis://127.0.0.1:16379/1'
+    assert host.mount_calls[0]['password'] == 'Xqv7:Zrw9/Wmk4@Kpz2%Jtn5'
+    text = json.dumps(result) + json.dumps(domain.meta)
+    assert not [piece for piece in ('Xqv7', 'Zrw9', 'Wmk4', 'Kpz2', 'Jtn5') if piece in text]
+
+
+def test_an_unclear_password_in_the_url_fails_without_showing_it(domain, host, run_module):
+    result = run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], meta_url='redis://:Xqv7%Zrw9@h/1')))
+    assert result['failed'] and result['field'] == 'volume.meta_url' and '%25' in result['msg']
+    assert 'Xqv7' not in json.dumps(result) and 'Zrw9' not in json.dumps(result) and host.mount_calls == []
+
+
 # --- rollback ------------------------------------------------------------------------------------------
 
 def test_guest_mount_failure_rolls_back(domain, host, run_module):
