@@ -67,9 +67,12 @@ def _guest_side(ctx, current, record):
         return
     device = record.get('device') or record['tag']
     if state.guest_error is not None and (state.devices_with_tag(device) or current) and not force:
-        raise OperationFailed('%s: the guest agent does not answer, so it cannot be checked that the guest no longer '
-                              'uses %s; nothing was changed (start qemu-guest-agent, or use force: true to detach '
-                              'anyway): %s' % (ctx.where, ctx.desired['model'], state.guest_error))
+        raise OperationFailed('%s: %s, so it cannot be checked that the guest no longer uses %s; nothing was changed '
+                              '(%s, or use force: true to detach anyway): %s'
+                              % (ctx.where, 'the guest agent does not answer' if state.guest_error.unreachable
+                                 else 'the guest side cannot be read',
+                                 ctx.desired['model'], 'start qemu-guest-agent' if state.guest_error.unreachable
+                                 else 'repair the guest', state.guest_error))
     if state.guest_mounts is None:
         return
     mounts = state.model_mounts(record)

@@ -43,6 +43,9 @@ READ_CHUNK = 1048576
 MAX_FILE_BYTES = 1048576
 MAX_OUTPUT_BYTES = 1048576
 SYSFS_BYTES = 64
+# The error of a guest that used up the guest time of the run (VM, seconds, when).
+GUEST_TIME_SPENT = ('the guest of VM %s answered out of bounds: it used up the guest time of the run (guest_timeout, '
+                    '%s s) %s')
 # Text that comes from the guest is cut to this many characters in messages.
 MAX_GUEST_TEXT = 400
 # Polling a guest process: every POLL_FAST s for the first POLL_FAST_FOR s (short guest commands end within
@@ -114,21 +117,42 @@ class ExecResult:
 class Agent:
     """qemu-guest-agent of one domain. ``domain`` needs only ``agent_command(json, timeout)`` and ``name``."""
 
-    def __init__(self, domain, timeout=30, deadline=None):
+    def __init__(self, domain, timeout=30, budget=None):
         self.domain = domain
         self.timeout = timeout
-        # The monotonic time by which the whole run must be done with this guest (None: no such limit).
-        self.deadline = deadline
+        # Seconds of guest time the whole run may spend on this guest (None: no such limit): every agent call
+        # and every wait for a guest command counts, host work in between does not. A call gets at most the time
+        # that is left; once it is spent, every further guest interaction fails (see GUEST_TIME_SPENT).
+        self.budget = self.guest_timeout = budget
+        self.spent = 0.0
+        self.rollback_allowed = False
         self.round_trips = 0
 
-    def _remaining(self, timeout, execute):
+    def _remaining(self, timeout, what):
+        """The seconds a guest interaction may take: its own timeout, at most what is left of the budget."""
         timeout = timeout or self.timeout
-        if self.deadline is None:
+        if self.budget is None:
             return timeout
-        left = self.deadline - time.monotonic()
+        left = self.budget - self.spent
         if left <= 0:
-            raise GuestError('the guest of VM %s used up the time of the run before %s' % (self.domain.name, execute))
+            raise GuestError(GUEST_TIME_SPENT % (self.domain.name, self.guest_timeout, 'before ' + what))
         return min(timeout, left)
+
+    def _pause(self, delay, what):
+        """Sleep between polls of the guest, charged to the budget (and never past it)."""
+        delay = min(delay, self._remaining(delay, what))
+        started = time.monotonic()
+        try:
+            time.sleep(delay)
+        finally:
+            self.spent += time.monotonic() - started
+
+    def allow_rollback(self, seconds):
+        """``seconds`` more of guest time from now, once per run: for taking back what a failed run did in the
+        guest, even when it failed because its time was spent. A second call adds nothing."""
+        if self.budget is not None and not self.rollback_allowed:
+            self.budget = max(self.budget, self.spent) + seconds
+        self.rollback_allowed = True
 
     # --- protocol ---------------------------------------------------------------------------------
     def command(self, execute, arguments=None, timeout=None):
@@ -136,8 +160,11 @@ class Agent:
         if arguments is not None:
             request['arguments'] = arguments
         self.round_trips += 1
+        own = timeout or self.timeout
+        limit = max(1, int(self._remaining(own, execute)))
+        started = time.monotonic()
         try:
-            answer = self.domain.agent_command(json.dumps(request), max(1, int(self._remaining(timeout, execute))))
+            answer = self.domain.agent_command(json.dumps(request), limit)
         except GuestError:
             raise
         except Exception as exc:  # the boundary raises VirtError; keep this module free of libvirt
@@ -145,8 +172,13 @@ class Agent:
             if 'command failed' in text.lower() and 'not responding' not in text.lower():
                 # The agent answered with an error of the guest (a file it cannot open, a command it cannot run).
                 raise GuestError('in VM %s, %s failed: %s' % (self.domain.name, execute, text))
+            if limit < own and time.monotonic() - started >= limit:
+                # It did not answer within what was left of the run's guest time: it used that up.
+                raise GuestError(GUEST_TIME_SPENT % (self.domain.name, self.guest_timeout, 'waiting for ' + execute))
             raise GuestError('guest agent of VM %s did not answer %s: %s' % (self.domain.name, execute, text),
                              unreachable=True)
+        finally:
+            self.spent += time.monotonic() - started
         try:
             reply = json.loads(answer)
         except (TypeError, ValueError) as exc:
@@ -170,7 +202,7 @@ class Agent:
         deadline = start + (timeout or self.timeout)
         delay = POLL_FAST
         while True:
-            time.sleep(delay)
+            self._pause(delay, 'guest-exec-status')
             status = _shape(self.command('guest-exec-status', {'pid': pid}), dict, 'the reply to guest-exec-status')
             if status.get('exited'):
                 break
@@ -310,7 +342,7 @@ class Agent:
             if not _NOT_YET_RE.search(message) or now >= deadline:
                 raise GuestError('mounting %s at %s failed in VM %s (exit %s): %s'
                                  % (tag, path, self.domain.name, result.rc, message))
-            time.sleep(delay)
+            self._pause(delay, 'mount')
             if now - start >= MOUNT_RETRY_FAST_FOR:
                 delay = min(delay * 2, 1.0)
 

@@ -9,8 +9,6 @@ orphans."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import time
-
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
@@ -22,16 +20,17 @@ from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import fstab_
 from ansible_collections.aimodel.kvm.plugins.module_utils._state import HostVolumes, VmState
 
 
-# A VM's guest gets at most this many agent timeouts for the whole report of that VM.
+# A VM's guest gets this many agent timeouts for the whole report of that VM, unless guest_timeout says otherwise.
 VM_BUDGET_TIMEOUTS = 3
 
 
-def collect(conn, vm, model, mount_root, agent_timeout):
+def collect(conn, vm, model, mount_root, agent_timeout, guest_timeout=None):
     """(mounts, orphans, vms) of one VM (``vm``) or of every VM of the connection, optionally of one model.
 
     VMs are isolated: a guest that misbehaves (answers out of bounds, too slowly, or with garbage) gets the
     reason ``guest_error`` on its own mounts and its message in ``vms``; a VM that cannot be read at all is
-    listed with its ``error``; every other VM is reported in full."""
+    listed with its ``error``; every other VM is reported in full. Each guest gets ``guest_timeout`` seconds of
+    guest time (default: VM_BUDGET_TIMEOUTS agent timeouts)."""
     if vm:
         domain = conn.lookup(vm)
         domains = [domain] if domain is not None else []
@@ -40,7 +39,7 @@ def collect(conn, vm, model, mount_root, agent_timeout):
     mounts, orphans, vms = [], [], []
     host_volumes = HostVolumes(_juicefs.Host(), mount_root)
     for domain in domains:
-        agent = _guest.Agent(domain, agent_timeout, deadline=time.monotonic() + VM_BUDGET_TIMEOUTS * agent_timeout)
+        agent = _guest.Agent(domain, agent_timeout, budget=guest_timeout or VM_BUDGET_TIMEOUTS * agent_timeout)
         try:
             state = VmState(domain, agent)
             try:

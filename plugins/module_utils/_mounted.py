@@ -124,9 +124,12 @@ def _check(m):
             raise OperationFailed('%s: models %s and %s derive the same virtiofs tag %s' % (ctx.where, m.model, other, m.entry))
     if not state.shared_memory:
         raise OperationFailed('%s has no shared memory backing, which virtiofs needs: %s' % (ctx.where, SHARED_MEMORY_HINT))
-    if m.running and state.guest_error is not None:
+    if m.running and state.guest_error is not None and state.guest_error.unreachable:
         raise OperationFailed('%s: the guest agent does not answer, so the guest side cannot be checked or changed '
                               '(is qemu-guest-agent running in the guest?): %s' % (ctx.where, state.guest_error))
+    if m.running and state.guest_error is not None:
+        raise OperationFailed('%s: the guest side cannot be read, so it cannot be checked or changed; nothing was '
+                              'changed: %s' % (ctx.where, state.guest_error))
     if m.running and m.desired['guest_mount']:
         at = state.guest_mount_at(m.path)
         if at is not None and at not in m.model_mounts():
@@ -300,7 +303,7 @@ def _device(m):
         add('attach the shared virtiofs device %s for %s (%s)' % (device, view, scope(attach_live, attach_cfg)),
             lambda: attach(ctx, device_xml, device, attach_live, attach_cfg),
             lambda: detach_attached(ctx, device_xml, device, attach_live, attach_cfg),
-            'detached device %s (%s)' % (device, scope(attach_live, attach_cfg)), partial=True)
+            'detached device %s (%s)' % (device, scope(attach_live, attach_cfg)), unsure=True)
 
 
 def attach(ctx, device_xml, tag, live, config):
@@ -325,8 +328,10 @@ def detach_attached(ctx, device_xml, tag, live, config):
     not confirmed): detach the device where it is now."""
     live = live and any(d['tag'] == tag for d in _libvirt.filesystems(ctx.domain.xml()))
     config = config and any(d['tag'] == tag for d in _libvirt.filesystems(ctx.domain.xml(config=True)))
-    if live or config:
-        ctx.detach(device_xml, tag, live, config)
+    if not (live or config):
+        return False
+    ctx.detach(device_xml, tag, live, config)
+    return True
 
 
 def read_ahead_of(state, device, desired):
@@ -406,10 +411,11 @@ def _guest_base(m):
             made.update(_confirm_guest_mount(ctx, device, base))
 
         def unmount_base():
-            agent.umount(base)
+            taken = take_back_guest_mount(ctx, device, base)
             agent.remove_dirs(created)
+            return taken
         add('mount the shared device %s at %s in the guest (%s)' % (device, base, 'ro' if read_only else 'rw'),
-            mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base))
+            mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base), unsure=True)
         if read_ahead:
             add('set the readahead of %s in the guest to %d KiB' % (device, read_ahead),
                 lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
@@ -427,16 +433,24 @@ def _guest_base(m):
 
 
 def _confirm_guest_mount(ctx, device, target):
-    """The guest's new mount of the device at target, from its mount table; a mount the step made but cannot
-    confirm is taken back here (the step fails, so the rollback would not undo it)."""
-    try:
-        found = [e for e in ctx.agent.mounts() if e['source'] == device and e['target'] == target]
-        if not found:
-            raise OperationFailed('the guest mounted %s at %s but its mount table does not show it' % (device, target))
-    except Exception:
-        ctx.guest_umount(target, True)
-        raise
+    """The guest's new mount of the device at target, from its mount table. A step that mounts is unsure: a mount
+    it made but cannot confirm is taken back by the rollback (``take_back_guest_mount``)."""
+    found = [e for e in ctx.agent.mounts() if e['source'] == device and e['target'] == target]
+    if not found:
+        raise OperationFailed('the guest mounted %s at %s but its mount table does not show it' % (device, target))
     return found[-1]
+
+
+def take_back_guest_mount(ctx, device, target):
+    """Unmount (lazily) the guest's mount of the device at target, when the guest shows one; False when there is
+    none. A mount table that cannot be read is no proof of absence: then it is unmounted all the same."""
+    try:
+        shown = any(e['source'] == device and e['target'] == target for e in ctx.agent.mounts())
+    except _guest.GuestError:
+        shown = True
+    if shown:
+        ctx.guest_umount(target, True)
+    return shown
 
 
 def fstab_for(text, state, desired, current):
@@ -479,8 +493,15 @@ def _fstab(m):
         agent = m.ctx.agent
         m.ctx.plan.add('write the fstab lines of %s in the guest' % m.model,
                        lambda: agent.write_file(_guest.FSTAB, new_fstab),
-                       lambda: agent.write_file(_guest.FSTAB, old_fstab),
-                       'restored the guest fstab')
+                       lambda: restore_fstab(agent, old_fstab), 'restored the guest fstab', unsure=True)
+
+
+def restore_fstab(agent, old_fstab):
+    """Write the fstab back as it was, unless it is (False: nothing to undo)."""
+    if (agent.read_file(_guest.FSTAB) or '') == old_fstab:
+        return False
+    agent.write_file(_guest.FSTAB, old_fstab)
+    return True
 
 
 def _guest_mount(m):
@@ -508,7 +529,7 @@ def _guest_mount(m):
             m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), m.device, ctx.host,
                                           m.key, m.entry, found['id'])
         add('bind %s at %s in the guest (%s)' % (source, path, ro_opt), bind,
-            lambda: ctx.guest_umount(path, True), 'unmounted %s from the guest' % path)
+            lambda: take_back_guest_mount(ctx, m.device, path), 'unmounted %s from the guest' % path, unsure=True)
         m.guest_touched = True
 
 
@@ -606,8 +627,10 @@ def _record_layer(m):
 
     def restore():
         # Only the sides written: the live record may be written while the persistent one failed.
+        if not written:
+            return False
         ctx.write_records(state.live_records if 'live' in written else None,
                           state.config_records if 'config' in written else None)
     ctx.plan.add('write the record of %s (%s)' % (model, scope(write_live, write_cfg)), write, restore,
-                 'restored the previous record', partial=True)
+                 'restored the previous record', unsure=True)
     return live_records[model] if write_live else new

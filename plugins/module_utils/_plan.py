@@ -30,28 +30,30 @@ class OperationFailed(AimodelError):
 
 
 class Step:
-    def __init__(self, text, do, undo=None, undo_text=None, partial=False):
+    def __init__(self, text, do, undo=None, undo_text=None, unsure=False):
         self.text = text
         self.do = do
         self.undo = undo
         self.undo_text = undo_text
-        # Whether the step can fail half-way (two writes, or a change and its confirmation): then its own undo,
-        # which copes with either half, runs too.
-        self.partial = partial
+        # The step may have done its work when it fails (a guest command whose answer never came, a mount it could
+        # not confirm): then its undo runs first in the rollback, and returns False when it found nothing to undo.
+        self.unsure = unsure
 
 
 class Plan:
     """The ordered steps of one run, each with its undo; ``pending`` when the guest part waits for the VM."""
 
-    def __init__(self, vm_name):
+    def __init__(self, vm_name, before_rollback=None):
         self.where = 'VM %s' % vm_name
         self.steps = []
         self.pending = False
+        # Called once before a rollback (the guest's time for undoing, see Context).
+        self.before_rollback = before_rollback
 
-    def add(self, text, do, undo=None, undo_text=None, partial=False):
-        """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure. ``partial``: the
-        step may fail half-way, and ``undo`` also undoes half of it."""
-        self.steps.append(Step(text, do, undo, undo_text, partial))
+    def add(self, text, do, undo=None, undo_text=None, unsure=False):
+        """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure. ``unsure``:
+        see Step."""
+        self.steps.append(Step(text, do, undo, undo_text, unsure))
 
     def apply(self):
         done = []
@@ -63,7 +65,9 @@ class Plan:
             done.append(step)
 
     def _failure(self, step, done, exc):
-        undo = done + [step] if step.partial and step.undo is not None else done
+        undo = done + [step] if step.unsure and step.undo is not None else done
+        if undo and self.before_rollback is not None:
+            self.before_rollback()
         rolled, kept, left = _rollback(undo)
         msg = '%s: %s failed: %s.' % (self.where, step.text, exc)
         if done:
@@ -85,7 +89,8 @@ def _rollback(done):
                 kept.append(step.undo_text)
             continue
         try:
-            step.undo()
+            if step.undo() is False:
+                continue    # an unsure step that had not done its work
             rolled.append(step.undo_text or 'undo of "%s"' % step.text)
         except Exception as exc:  # pylint: disable=broad-except
             left.append('%s (%s)' % (step.undo_text or step.text, exc))
@@ -101,11 +106,18 @@ class Context:
         self.desired = desired
         self.volume = volume
         self.domain = domain
-        self.agent = _guest.Agent(domain, params['agent_timeout'])
+        # The guest's time for the whole run is guest_timeout (reading the guest, then every step).
+        self.agent = _guest.Agent(domain, params['agent_timeout'], budget=params['guest_timeout'])
         self.host = _juicefs.Host()
         self.state = VmState(domain, self.agent)
-        self.plan = Plan(params['vm'])
+        self.plan = Plan(params['vm'], before_rollback=self.rollback_time)
         self.where = self.plan.where
+
+    def rollback_time(self):
+        """Undoing gets one agent_timeout more of the guest's time, once per run (a failed step taking back its
+        own guest mount, then the rollback): a guest that used up the run's time is still asked to take back what
+        the run did in it, and cannot make the undoing last longer than that."""
+        self.agent.allow_rollback(self.params['agent_timeout'])
 
     def guest_umount(self, target, force):
         """Unmount in the guest; with ``force`` a busy mount is unmounted lazily."""

@@ -64,6 +64,9 @@ META_SCHEMES = frozenset([
 ])
 FILE_SCHEMES = frozenset(['sqlite3', 'badger'])
 
+# The longest timeout an option may set: a day.
+MAX_SECONDS = 86400
+
 # The guest's readahead of a mount is a sysfs value in KiB; beyond 64 MiB it only costs guest memory.
 MAX_READ_AHEAD_KB = 65536
 
@@ -392,14 +395,20 @@ def mask_meta_url(value):
 HOST_PATH_OPTIONS = ('mount_root', 'cache_dir', 'client_path')
 
 
+def check_seconds(field, value):
+    """A timeout option: whole seconds from 1 to a day."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SECONDS:
+        raise SpecError(field, 'must be between 1 and %d seconds, got %r' % (MAX_SECONDS, value))
+    return value
+
+
 def desired_from_params(params):
     """Validate and normalize vm_model_mount's arguments: (the desired record, the volume's connection settings;
     None with state=absent). No I/O. Raises SpecError."""
     model = validate_model(params['model'])
     validate_uri(params['uri'])
-    for field in ('lock_timeout', 'agent_timeout', 'device_timeout'):
-        if params[field] is None or params[field] < 1 or params[field] > 86400:
-            raise SpecError(field, 'must be between 1 and 86400 seconds, got %r' % (params[field],))
+    for field in ('lock_timeout', 'agent_timeout', 'device_timeout', 'guest_timeout'):
+        check_seconds(field, params[field])
     if params['state'] == 'absent':
         return {'model': model}, None
     if params['source_path'] is None:

@@ -212,6 +212,17 @@ options:
       - Seconds to wait for one guest agent call.
     type: int
     default: 30
+  guest_timeout:
+    description:
+      - Seconds the guest may take over the whole run, all its agent calls and the guest commands the run waits
+        for together (reading the guest's state, then every step); each guest call gets at most what is left.
+        Host work in between (mounting the volume, O(warmup), the hot-plug) does not count.
+      - Past it the run fails for the VM with C(the guest of VM ... answered out of bounds - it used up the guest
+        time of the run) and changes nothing further; what it did is rolled back, and the rollback gets at most
+        O(agent_timeout) more of the guest's time.
+      - It bounds what a guest that answers every call slowly, just within O(agent_timeout), can make a run last.
+    type: int
+    default: 300
   device_timeout:
     description:
       - Seconds to wait for the guest to discover a new device (before mounting it) and to release a detached one
@@ -238,6 +249,9 @@ notes:
   - C(VM ... is not defined on this host) - the task runs on another hypervisor than the VM's (O(state=absent) is ok).
   - C(has no shared memory backing) - add the memory backing above and restart the VM.
   - C(the guest agent does not answer) - start qemu-guest-agent in the guest; nothing was changed.
+  - C(the guest of VM ... answered out of bounds) - the guest sent a file or output past its cap (for example an
+    C(/etc/fstab) that links to C(/dev/zero)), a malformed reply, or used up O(guest_timeout); its root has to
+    repair the guest. Nothing was changed, or the message lists what was rolled back.
   - C(mount_path ... already holds model X) or C(... is already a mount point in the guest) - another model or file
     system is there; unmount it or choose another O(mount_path).
   - C(model X not found at Y in volume Z) or C(source_path ... is a symbolic link) - fix O(source_path) or the
@@ -459,6 +473,7 @@ def argument_spec():
         read_ahead_kb=dict(type='int', default=1024),
         lock_timeout=dict(type='int', default=120),
         agent_timeout=dict(type='int', default=30),
+        guest_timeout=dict(type='int', default=300),
         device_timeout=dict(type='int', default=60),
     )
 

@@ -49,6 +49,13 @@ options:
       - Seconds to wait for one guest agent call.
     type: int
     default: 10
+  guest_timeout:
+    description:
+      - Seconds the guest of each VM may take for that VM's report, all its agent calls and guest commands together;
+        each guest call gets at most what is left. Three times O(agent_timeout) when not set.
+      - A guest that uses them up, answers out of bounds or with garbage gets the reason V(guest_error) on its
+        mounts and its message in RV(vms[].guest_error); the other VMs are reported in full.
+    type: int
 seealso:
   - module: aimodel.kvm.vm_model_mount
 '''
@@ -374,6 +381,7 @@ def main():
             model=dict(type='str'),
             mount_root=dict(type='path', default=_juicefs.DEFAULT_MOUNT_ROOT),
             agent_timeout=dict(type='int', default=10),
+            guest_timeout=dict(type='int'),
         ),
         supports_check_mode=True,
     )
@@ -384,12 +392,16 @@ def main():
         _spec.validate_uri(p['uri'])
         mount_root = _spec.normalize_host_path(p['mount_root'], 'mount_root')
         _hostpath.check_trusted('mount_root', mount_root)
+        agent_timeout = _spec.check_seconds('agent_timeout', p['agent_timeout'])
+        guest_timeout = _spec.check_seconds('guest_timeout', p['guest_timeout'] if p['guest_timeout'] is not None
+                                            else _info.VM_BUDGET_TIMEOUTS * agent_timeout)
     except _spec.SpecError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     try:
         conn = _libvirt.connect(p['uri'])
         try:
-            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], mount_root, p['agent_timeout'])
+            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], mount_root, agent_timeout,
+                                                 guest_timeout)
         finally:
             conn.close()
     except AimodelError as exc:

@@ -469,3 +469,36 @@ class FakeTree:
 
     def readlink(self, path):
         return self.nodes[path][3]
+
+
+class GuestClock:
+    """The clock of ``_guest`` (put in place of its ``time`` module): a sleep passes at once, and a slow guest
+    (``slow_guest``) moves it on by the time it takes to answer."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def slow_guest(dom, clock, delay, after=0):
+    """From the agent call after the first ``after`` on, the guest of ``dom`` takes ``delay`` seconds of ``clock``
+    to answer each call; a call whose timeout is shorter times out as libvirt's does. Returns the timeouts the
+    calls were given, in order."""
+    real = dom.agent_command
+    timeouts = []
+
+    def agent_command(command_json, timeout):
+        timeouts.append(timeout)
+        if len(timeouts) > after:
+            if delay >= timeout:
+                clock.now += timeout
+                raise _libvirt.VirtError('Guest agent is not responding: Guest agent not available for now', 86)
+            clock.now += delay
+        return real(command_json, timeout)
+    dom.agent_command = agent_command
+    return timeouts

@@ -9,13 +9,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import json
-import time
 
 import pytest
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain, guest_run
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain, GuestClock, guest_run, slow_guest
 
 
 FSTAB = '# comment\n/dev/vda /persist ext4 rw 0 0\naim-a-1 /mnt/a virtiofs ro,nofail 0 0\n'
@@ -305,11 +304,72 @@ def test_malformed_file_replies_are_guest_errors():
         agent.read_file('/etc/fstab')
 
 
-def test_the_run_deadline_bounds_every_guest_call():
+@pytest.fixture
+def clock(monkeypatch):
+    fake = GuestClock()
+    monkeypatch.setattr(_guest, 'time', fake)
+    return fake
 
-    agent = _guest.Agent(FakeDomain(), deadline=time.monotonic() - 1)
-    with pytest.raises(_guest.GuestError, match='used up the time of the run'):
+
+def test_each_guest_call_gets_at_most_the_guest_time_left(clock):
+    dom = FakeDomain()
+    timeouts = slow_guest(dom, clock, 20)
+    agent = _guest.Agent(dom, 30, budget=50)
+    with pytest.raises(_guest.GuestError, match=r'answered out of bounds: it used up the guest time of the run '
+                                                r'\(guest_timeout, 50 s\) waiting for guest-file-close') as caught:
         agent.read_file('/etc/fstab')
+    assert timeouts == [30, 30, 10] and not caught.value.unreachable
+    assert clock.now == 1050.0
+    with pytest.raises(_guest.GuestError, match=r'used up the guest time of the run .* before guest-file-open'):
+        agent.read_file('/etc/fstab')
+    assert len(timeouts) == 3, 'no further call reaches the guest'
+
+
+def test_a_guest_command_that_never_ends_is_bounded_by_the_guest_time(clock):
+    agent = _guest.Agent(Replies(**{'guest-exec': '{"return": {"pid": 7}}',
+                                    'guest-exec-status': '{"return": {"exited": false}}'}), 30, budget=5)
+    with pytest.raises(_guest.GuestError, match=r'used up the guest time of the run .* before guest-exec-status'):
+        agent.run(['sleep', '999'])
+    assert clock.now == pytest.approx(1005.0)
+    # Without a budget only the command's own timeout ends it.
+    agent = _guest.Agent(Replies(**{'guest-exec': '{"return": {"pid": 7}}',
+                                    'guest-exec-status': '{"return": {"exited": false}}'}), 30)
+    with pytest.raises(_guest.GuestError, match='did not finish within 30s'):
+        agent.run(['sleep', '999'])
+
+
+def test_the_mount_retries_count_as_guest_time(clock):
+    dom = FakeDomain()            # no device with this tag: the mount fails as if not yet discovered
+    agent = _guest.Agent(dom, 30, budget=2)
+    with pytest.raises(_guest.GuestError, match=r'used up the guest time of the run .* before'):
+        agent.mount_virtiofs('aimodel-ro', '/mnt', True, wait=30.0)
+    assert clock.now < 1000.0 + 3
+
+
+def test_a_guest_agent_that_is_away_is_unreachable_not_out_of_time(clock):
+    dom = FakeDomain()
+    dom.guest.reachable = False
+    with pytest.raises(_guest.GuestError, match='did not answer') as caught:
+        _guest.Agent(dom, 30, budget=5).read_file('/etc/fstab')
+    assert caught.value.unreachable
+
+
+def test_more_guest_time_for_a_rollback(clock):
+    dom = FakeDomain()
+    timeouts = slow_guest(dom, clock, 4)
+    agent = _guest.Agent(dom, 30, budget=10)
+    with pytest.raises(_guest.GuestError, match='used up the guest time'):
+        for _round in range(5):
+            agent.read_file('/etc/fstab')
+    agent.allow_rollback(30)
+    del timeouts[:]
+    assert agent.read_file('/etc/fstab').startswith('# static')
+    assert timeouts == [30, 26, 22]     # each call gets what is left of the 30 s more
+    agent.allow_rollback(30)            # once per run
+    with pytest.raises(_guest.GuestError, match='used up the guest time'):
+        for _round in range(5):
+            agent.read_file('/etc/fstab')
+    assert agent.spent <= 10 + 30
 
 
 def test_guest_text_in_messages_is_clipped_and_escaped():

@@ -73,3 +73,37 @@ def test_a_failed_step_keeps_the_field_of_its_error():
     with pytest.raises(_plan.OperationFailed) as caught:
         plan.apply()
     assert caught.value.field == 'source_path'
+
+
+def test_an_unsure_step_that_fails_is_undone_first_and_the_guest_gets_time_for_it():
+    log = []
+
+    def half_done():
+        log.append('half')
+        raise RuntimeError('the answer never came')
+    plan = _plan.Plan('vm1', before_rollback=lambda: log.append('more time'))
+    plan.add('a', lambda: log.append('a'), lambda: log.append('undo a'), 'took a back')
+    plan.add('b', half_done, lambda: log.append('undo b'), 'took b back', unsure=True)
+    with pytest.raises(_plan.OperationFailed) as info:
+        plan.apply()
+    assert log == ['a', 'half', 'more time', 'undo b', 'undo a']
+    assert 'Done before the failure: a.' in str(info.value)
+    assert 'Rolled back: took b back; took a back.' in str(info.value)
+
+
+def test_an_unsure_step_that_had_done_nothing_is_not_said_to_be_undone():
+    plan = _plan.Plan('vm1')
+    plan.add('a', lambda: None, lambda: None, 'took a back')
+    plan.add('b', lambda: 1 / 0, lambda: False, 'took b back', unsure=True)
+    with pytest.raises(_plan.OperationFailed) as info:
+        plan.apply()
+    assert 'Rolled back: took a back.' in str(info.value) and 'took b back' not in str(info.value)
+
+
+def test_no_rollback_no_extra_time():
+    log = []
+    plan = _plan.Plan('vm1', before_rollback=lambda: log.append('more time'))
+    plan.add('a', lambda: 1 / 0, lambda: log.append('undo a'), 'took a back')
+    with pytest.raises(_plan.OperationFailed):
+        plan.apply()
+    assert log == []

@@ -267,9 +267,9 @@ def test_mount_path_hostile_characters(raw):
 def _params(**changes):
     params = dict(uri='qemu:///system', model='m1', state='mounted', source_path='models/m1', mount_path=None, read_only=True, persist=True,
                   guest_mount=True, cache='auto', read_ahead_kb=1024, lock_timeout=120, agent_timeout=30,
-                  device_timeout=60, volume=dict(name='labvol', meta_url='sqlite3:///x.db', meta_password=None,
-                                                 mount_root='/srv/volumes', cache_dir=None, cache_size=None,
-                                                 client_path=None))
+                  device_timeout=60, guest_timeout=300,
+                  volume=dict(name='labvol', meta_url='sqlite3:///x.db', meta_password=None, mount_root='/srv/volumes',
+                              cache_dir=None, cache_size=None, client_path=None))
     params.update(changes)
     return params
 
@@ -413,3 +413,14 @@ def test_desired_connection_has_the_decoded_password_and_its_forms():
     assert volume['meta_url'] == 'redis://h:6379/1'
     assert volume['password'] == HARD
     assert HARD in volume['secrets'] and ENCODED in volume['secrets']
+
+
+@pytest.mark.parametrize('field', ['lock_timeout', 'agent_timeout', 'device_timeout', 'guest_timeout'])
+@pytest.mark.parametrize('value', [0, -5, 86401, None, True])
+def test_timeouts_are_whole_seconds_up_to_a_day(field, value):
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.desired_from_params(_params(**{field: value}))
+    assert err.value.field == field and str(err.value).startswith(field + ': must be between 1 and 86400 seconds')
+    with pytest.raises(_spec.SpecError):
+        _spec.desired_from_params(_params(state='absent', **{field: value}))
+    assert _spec.desired_from_params(_params(**{field: 86400}))[0]['model'] == 'm1'

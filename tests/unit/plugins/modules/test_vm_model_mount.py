@@ -21,7 +21,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID, guest_run
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID, GuestClock, guest_run, slow_guest
 
 TAG = _spec.derive_tag('m1')
 TAG2 = _spec.derive_tag('m2')
@@ -239,6 +239,7 @@ def test_a_device_with_the_shared_tag_serving_something_else_is_refused(domain, 
     (dict(ARGS, cache='never'), 'cache'),
     (dict(ARGS, read_ahead_kb=-1), 'read_ahead_kb'),
     (dict(ARGS, read_ahead_kb=65537), 'read_ahead_kb'),
+    (dict(ARGS, guest_timeout=0), 'guest_timeout'),
     (dict(ARGS, volume={'name': 'labvol', 'meta_url': 'nonsense:pw@x'}), 'volume.meta_url'),
     (dict(ARGS, volume={'name': 'bad name', 'meta_url': 'sqlite3:///x.db'}), 'volume.name'),
     ({'vm': 'vm1', 'model': 'm1', 'volume': ARGS['volume']}, 'source_path'),
@@ -501,6 +502,69 @@ def test_mount_table_failure_after_a_guest_mount_takes_the_mount_back(domain, ho
     assert result['failed'] and 'injected' in result['msg']
     assert guest_targets(domain) == [] and bases(domain) == [] and domain.live == [] and domain.config == []
     assert snapshot(domain)[:5] == before[:5]
+
+
+# --- a guest that answers slowly -------------------------------------------------------------------------
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = GuestClock()
+    monkeypatch.setattr(_guest, 'time', fake)
+    return fake
+
+
+@pytest.mark.parametrize('other, guest_timeout', [(False, t) for t in range(3, 25)] + [(True, t) for t in range(3, 22)])
+def test_a_slow_guest_uses_up_guest_timeout_at_any_step_and_the_run_is_rolled_back(domain, host, run_module, clock,
+                                                                                   guest_timeout, other):
+    # Each answer takes 1 s of the guest; a first mount asks it 25 times, a second one (on the device that is
+    # there) about 20: whichever call the time runs out at, the run fails, says so, and leaves the VM as it was.
+    if other:
+        run_module(vm_model_mount, ARGS2)
+    slow_guest(domain, clock, 1)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/new/m1', guest_timeout=guest_timeout))
+    assert result['failed']
+    assert 'the guest of VM vm1 answered out of bounds: it used up the guest time of the run (guest_timeout, %d s)' \
+        % guest_timeout in result['msg']
+    assert 'NOT rolled back' not in result['msg'], 'the rollback gets agent_timeout more'
+    assert snapshot(domain)[:5] == before[:5]
+    assert sorted(host.binds) == sorted(before[5])
+    if 'create the mount point /mnt/new/m1 in the guest failed' in result['msg']:
+        # mkdir's answer never came, so which directories it created is not known: empty ones may stay.
+        assert domain.guest.dirs - BASE_DIRS - set(['/mnt/models', '/mnt/models/m2']) <= \
+            GUEST_DIRS | set(['/mnt/new', '/mnt/new/m1'])
+    else:
+        assert domain.guest.dirs - BASE_DIRS - set(['/mnt/models', '/mnt/models/m2']) == GUEST_DIRS
+    assert clock.now - 1000 <= guest_timeout + 30
+
+
+def test_a_run_that_uses_up_guest_timeout_half_way_says_what_it_rolled_back(domain, host, run_module, clock):
+    slow_guest(domain, clock, 1)
+    result = run_module(vm_model_mount, dict(ARGS, mount_path='/mnt/new/m1', guest_timeout=15))
+    assert result['failed'] and 'Done before the failure' in result['msg']
+    assert 'Rolled back: ' in result['msg'] and 'detached device %s' % DEVICE in result['msg']
+
+
+def test_a_guest_that_stalls_every_call_fails_the_run_before_any_change(domain, host, run_module, clock):
+    # Each answer comes just within agent_timeout: without guest_timeout a run would last 25 such answers.
+    timeouts = slow_guest(domain, clock, 29)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, guest_timeout=60))
+    assert result['failed'] and 'nothing was changed' in result['msg']
+    assert 'answered out of bounds: it used up the guest time of the run (guest_timeout, 60 s)' in result['msg']
+    assert timeouts == [30, 30, 2]
+    assert snapshot(domain) == before and host.mount_calls == [] and host.calls == []
+    assert clock.now - 1000 <= 60
+
+
+def test_a_guest_that_stalls_fails_absent_before_any_change(domain, host, run_module, clock):
+    run_module(vm_model_mount, ARGS)
+    slow_guest(domain, clock, 29)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ABSENT, guest_timeout=60))
+    assert result['failed'] and 'used up the guest time of the run' in result['msg']
+    assert 'the guest side cannot be read' in result['msg'] and 'nothing was changed' in result['msg']
+    assert snapshot(domain) == before
 
 
 # --- the shared device -----------------------------------------------------------------------------------

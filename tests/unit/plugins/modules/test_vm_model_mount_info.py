@@ -168,3 +168,37 @@ def test_info_reads_volumes_under_the_normalized_mount_root(domain, host, run_mo
     run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], mount_root='/srv/volumes')))
     entry = run_module(vm_model_mount_info, {'vm': 'vm1', 'mount_root': '/srv/volumes/'})['mounts'][0]
     assert entry['status'] == 'mounted', entry
+
+
+def test_a_slow_guest_uses_up_its_guest_timeout_and_the_others_in_full(domain, host, run_module, monkeypatch):
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
+    from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+    from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeConnection, FakeDomain, GuestClock, \
+        slow_guest
+    slow = FakeDomain(name='slow', uuid='99999999-2222-3333-4444-555555555555')
+    conn = FakeConnection(domain, slow)
+    monkeypatch.setattr(_libvirt, 'connect', lambda uri: conn)
+    run_module(vm_model_mount, ARGS)
+    run_module(vm_model_mount, dict(ARGS, vm='slow'))
+    clock = GuestClock()
+    monkeypatch.setattr(_guest, 'time', clock)
+    timeouts = slow_guest(slow, clock, 9)       # just within agent_timeout, every call
+    result = run_module(vm_model_mount_info, {'agent_timeout': 10, 'guest_timeout': 20})
+    assert timeouts == [10, 10, 2]
+    by_vm = dict((m['vm'], m) for m in result['mounts'])
+    assert by_vm['vm1']['status'] == 'mounted' and by_vm['vm1']['reasons'] == []
+    assert by_vm['slow']['reasons'] == ['guest_error']
+    vms = dict((v['name'], v) for v in result['vms'])
+    assert 'used up the guest time of the run (guest_timeout, 20 s)' in vms['slow']['guest_error']
+    assert vms['vm1']['guest_error'] is None
+    # Without guest_timeout, three agent timeouts.
+    del timeouts[:]
+    result = run_module(vm_model_mount_info, {'agent_timeout': 10})
+    assert timeouts == [10, 10, 10, 3] and 'guest_timeout, 30 s' in result['vms'][1]['guest_error']
+
+
+def test_info_timeouts_are_validated(domain, host, run_module):
+    for args, field in (({'guest_timeout': 0}, 'guest_timeout'), ({'agent_timeout': 0}, 'agent_timeout'),
+                        ({'agent_timeout': 40000}, 'guest_timeout')):
+        result = run_module(vm_model_mount_info, args)
+        assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': must be between')
