@@ -130,8 +130,8 @@ def _sh_client(tmp_path, script):
 
 def test_the_engine_is_asked_for_its_volume_with_the_password_in_the_environment_only(tmp_path):
     client = _sh_client(tmp_path, 'echo "$@" > %s/argv; echo "$META_PASSWORD" > %s/pw\n'
-                               'echo "<INFO>: Meta address: $2" >&2\n'
-                               'echo \'{"Name": "labvol", "UUID": "%s"}\'\n' % (tmp_path, tmp_path, VOL_UUID))
+                                  'echo "<INFO>: Meta address: $2" >&2\n'
+                                  'echo \'{"Name": "labvol", "UUID": "%s"}\'\n' % (tmp_path, tmp_path, VOL_UUID))
     found = _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
     assert found == ('labvol', VOL_UUID)
     assert (tmp_path / 'argv').read_text() == 'config sqlite3:///x.db\n'
