@@ -11,6 +11,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -440,3 +441,23 @@ def test_the_entry_script_runs_main_of_its_library(tmp_path):
                           check=False)
     assert proc.returncode == 0 and proc.stdout == b''
     assert proc.stderr == b"main ['vm1', 'started', 'begin', '-'] <domain/>"
+
+
+def test_the_hypervisor_role_installs_every_module_the_hook_imports():
+    # The hook runs from a private copy of these files: one it imports but the role does not copy makes the hook
+    # exit 0 without doing anything, and every VM then starts without its models.
+    roles = os.path.join(os.path.dirname(HOOK_SCRIPT), '..', 'vars', 'main.yml')
+    with open(roles) as handle:
+        listed = re.search(r'^_hypervisor_hook_modules: \[(.*)\]$', handle.read(), re.M).group(1)
+    installed = set(name.strip() for name in listed.split(','))
+    utils = os.path.dirname(_hook.__file__)
+    needed, pending = set(), ['_hook.py']
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        with open(os.path.join(utils, name)) as handle:
+            text = handle.read()
+        pending.extend('%s.py' % m for m in re.findall(r'plugins\.module_utils(?: import |\.)(_[a-z]+)', text))
+    assert needed <= installed, 'not installed: %s' % sorted(needed - installed)
