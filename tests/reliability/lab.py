@@ -29,6 +29,8 @@ OWN_PREFIX = 'aim-'
 SHARED_PREFIX = 'aimodel-'
 # The host's per-VM export trees (<EXPORTS>/<vm uuid>/<key>/<tag>) and where a guest mounts a shared device once.
 EXPORTS = '/var/lib/aimodel/exports'
+# Where the host mounts a volume (the modules' default mount_root): <VOLUMES>/<name>/<ro|rw>.
+VOLUMES = '/var/lib/aimodel/volumes'
 GUEST_BASE = '/run/aimodel'
 
 
@@ -129,6 +131,39 @@ class Lab:  # pylint: disable=too-many-instance-attributes
             return True
         except labkit.AgentError:
             return False
+
+    def volume_point(self, read_only=True):
+        """Where the host mounts the lab volume, read-only (it serves the VMs) or read-write."""
+        return os.path.join(VOLUMES, self.vars['lab_volume_name'], 'ro' if read_only else 'rw')
+
+    def juicefs(self):
+        """The JuiceFS client of the lab venv."""
+        return os.path.join(os.path.dirname(self.vars['lab_python']), 'juicefs')
+
+    @staticmethod
+    def host_mount_id(point):
+        """The mount ID of the topmost host mount at ``point`` (a new one for every mount), or None."""
+        with open('/proc/self/mountinfo') as handle:
+            ids = [line.split()[0] for line in handle if len(line.split()) > 4 and _unescape(line.split()[4]) == point]
+        return ids[-1] if ids else None
+
+    @staticmethod
+    def client_pids(point):
+        """The PIDs of the JuiceFS client that serves the host mount at ``point`` (its supervisor and its FUSE
+        server): the processes whose command line ends with that mount point. The client rewrites its command
+        line as one string, its arguments separated by spaces."""
+        found = []
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                    words = handle.read().decode('utf-8', 'replace').replace('\0', ' ').split()
+            except OSError:
+                continue
+            if len(words) > 2 and words[-1] == point and os.path.basename(words[0]) == 'juicefs' and 'mount' in words:
+                found.append(int(pid))
+        return sorted(found)
 
     def is_active(self, name):
         conn = self.libvirt.open(self.uri)

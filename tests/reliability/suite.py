@@ -3,16 +3,19 @@
 # Copyright (c) aimodel.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reliability and security suite against the real lab: races, faults, hostile input, secret leaks.
+"""Reliability and security suite against the real lab: races, faults, hostile input, secret leaks, attacks.
 
 After every case the invariant is checked (tests/reliability/lab.py): every device of ours has a record and
 every record its device (the VM's shared device of its access mode, or a device of the model's own from the
 earlier layout; or it is pending on a stopped VM), no duplicate tags, the guest's mounts (binds from each
 shared device's base mount) and fstab lines match the records, and the host binds exactly the recorded models
-into the VM's export tree. After every fault the re-run must also give the guest the host's bytes. Prints one
-line per case and a table (Markdown) at the end; exits 1 if anything did not hold.
+into the VM's export tree. After every fault the re-run must also give the guest the host's bytes. The attacks
+(an untrusted guest root, a volume writer, a volume that only shares the name, a volume that stops answering)
+are each tried once, as an attacker would: each is deterministic. Prints one line per case and a table
+(Markdown) at the end; exits 1 if anything did not hold. --only takes areas or single attack cases
+(attack_fstab, attack_swap, attack_same_name, attack_slow).
 
-  $LAB/venv/bin/python tests/reliability/suite.py [--trials N] [--only races,faults,hostile,secrets]
+  $LAB/venv/bin/python tests/reliability/suite.py [--trials N] [--only hostile,races,faults,secrets,attacks]
                                                    [--table docs/reliability.md]
 """
 
@@ -21,8 +24,11 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import argparse
 import hashlib
+import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -63,9 +69,28 @@ Each is fixed in the modules and kept as a case here (and as a unit test):
   mount). The mount point is now created before the host volume is mounted. (A `source_path` missing from the
   volume still needs the volume mounted to be found missing; that mount is kept on purpose, and the hostile
   inputs are now compared from a host that serves the volume.)
+
+The attacks (area `attacks`) are tried as an attacker would, each once (they are deterministic); each case checks
+its defense, then the invariant, and leaves the lab as it found it:
+
+- **A guest's root points `/etc/fstab` at `/dev/zero`.** A run read it without end (the module grew by about
+  15 MB/s) and `vm_model_mount_info` of every VM would do the same. Every guest read is capped now: the run
+  fails saying the guest answered out of bounds and changes nothing, and info reports that VM with
+  `guest_error` and every other VM in full.
+- **A volume writer swaps a mounted model's directory for a symlink to a host directory.** libvirt and
+  virtiofsd resolved the path again at every VM start. Each model is served from a bind of its checked
+  directory now: the guest keeps reading the pinned bytes, info reports `pin_stale`, a run refuses
+  `source_path` naming the symlink, and converges once the volume is put back.
+- **Another volume with the lab volume's name, on an engine of its own.** The host mount was recognised by the
+  name alone: a task naming the other engine was served from the mounted volume. A volume is its UUID now: the
+  task is refused naming both UUIDs, and nothing changes.
+- **The host volume's client stopped (SIGSTOP).** A statfs timeout taken for a dead client would unmount and
+  mount again the volume other VMs read from (the case then fails: the host mount has a new ID). A slow volume
+  is reported slow now, the run fails saying so, and the host mount is the same one once the client goes on.
 '''
 ALL_MODELS = ['h-warm', 'r-same', 'r-a', 'r-b', 'r-c', 'r-flip', 'f-virtiofsd', 'f-client', 'f-libvirtd', 'f-libvirtd2', 'f-destroy',
-              'f-reboot', 'f-agent', 's-redis', 's-bad', 'h-model']
+              'f-reboot', 'f-agent', 's-redis', 's-bad', 'h-model', 'a-kept', 'a-fstab', 'a-swap', 'a-writer', 'a-name',
+              'a-name2', 'a-slow']
 
 
 class Suite:
@@ -504,6 +529,252 @@ class Suite:
         self.row('secrets', 'Redis password searched in %s' % ', '.join(places), 1, 0 if leaks else 1,
                  ('found in: %s' % ', '.join(leaks)) if leaks else 'zero occurrences')
 
+    # --- attacks ----------------------------------------------------------------------------------
+    # Each attack of the threat model (docs/security.md), tried once as an attacker would: each is deterministic,
+    # so one try shows whether its defense holds. ``run`` makes the attack, checks the defense, and undoes the
+    # attack in a finally; then the invariant must hold, the attack's models are unmounted and ``cleanup`` takes
+    # its files away.
+    def attack(self, case, models, run, note, cleanup=None):
+        self.clean_start(models)
+        started = time.monotonic()
+        try:
+            wrong = run()
+        except Exception as exc:  # pylint: disable=broad-except
+            wrong = ['the attack case itself failed: %s: %s' % (type(exc).__name__, exc)]
+        problems = self.invariant()
+        if problems:
+            wrong.append('the invariant after it: %s' % problems)
+        self.reset(models)
+        if cleanup:
+            cleanup()
+        said = '; '.join(wrong) or (note() if callable(note) else note)
+        self.row('attacks', case, 1, 0 if wrong else 1, '%s (1 try: deterministic; %.0f s)' % (said, time.monotonic() - started))
+
+    def guest_sh(self, script):
+        """(exit code, stdout, stderr) of a shell script in the lab guest."""
+        return self.lab.guest(['sh', '-c', script])
+
+    def attacks(self):
+        self.attack_fstab()
+        self.attack_swap()
+        self.attack_same_name()
+        self.attack_slow()
+
+    def attack_fstab(self):
+        """Guest root points /etc/fstab at /dev/zero: a persistent mount fails out of bounds and changes nothing;
+        info reports that VM with guest_error and every other VM in full."""
+        lab = self.lab
+        reported = []
+
+        def run():
+            wrong = []
+            lab.module('vm_model_mount', lab.mount_args('a-kept', mount_path='/mnt/a/kept'))
+            # /etc/fstab as the guest has it: a symlink (the busybox guest's -> /persist/fstab) or a file.
+            _code, target, _err = self.guest_sh('readlink /etc/fstab || true')
+            target = target.strip()
+            restore = ('rm -f /etc/fstab && ln -s %s /etc/fstab' % shlex.quote(target) if target
+                       else 'rm -f /etc/fstab && mv /etc/fstab.aimodel-attack /etc/fstab')
+            _problems, before = lab.invariant()
+            code, _out, err = self.guest_sh(('' if target else 'mv /etc/fstab /etc/fstab.aimodel-attack && ')
+                                            + 'ln -sf /dev/zero /etc/fstab')
+            if code != 0:
+                return ['the guest did not take the link: %s' % err]
+            info = {}
+            try:
+                result = lab.module('vm_model_mount', lab.mount_args('a-fstab', mount_path='/mnt/a/fstab', persist=True))
+                msg = result.get('msg') or ''
+                if not result.get('failed') or 'out of bounds' not in msg or result.get('changed'):
+                    wrong.append('the mount: %s' % (msg[:300] or 'succeeded'))
+                info = lab.module('vm_model_mount_info', {'uri': lab.uri})
+                _code, link, _err = self.guest_sh('readlink /etc/fstab; ls -d /mnt/a/fstab 2>/dev/null; true')
+                if link.split() != ['/dev/zero']:
+                    wrong.append('the guest\'s /etc/fstab or /mnt/a afterwards: %s' % link.split())
+            finally:
+                self.guest_sh(restore)
+            vms = dict((v['name'], v) for v in info.get('vms', []))
+            this = vms.get(lab.vm, {})
+            kept = [m for m in info.get('mounts', []) if m.get('vm') == lab.vm and m['model'] == 'a-kept']
+            if 'out of bounds' not in (this.get('guest_error') or '') or not kept or 'guest_error' not in kept[0]['reasons']:
+                wrong.append('info of %s: %s %s %s' % (lab.vm, info.get('msg'), this, [m.get('reasons') for m in kept]))
+            others = [v for name, v in vms.items() if name != lab.vm]
+            spoilt = [v for v in others if v.get('error') or v.get('guest_error')
+                      or (v.get('active') and not v.get('guest_reachable'))]
+            spoilt += [m for m in info.get('mounts', []) if m.get('vm') != lab.vm and 'guest_error' in m['reasons']]
+            if not others or spoilt:
+                wrong.append('info of the other VMs: %s' % (spoilt or 'none reported'))
+            reported.append(len(others))
+            _problems, after = lab.invariant()
+            if after != before:
+                wrong.append('the lab changed: %s' % sorted(k for k in before if before[k] != after.get(k)))
+            return wrong
+
+        self.attack('guest root points /etc/fstab at /dev/zero; a persistent mount, then info of every VM',
+                    ['a-kept', 'a-fstab'], run,
+                    lambda: 'failed out of bounds, the fstab link and the lab unchanged; info: guest_error for that '
+                    'VM, the %d other VMs in full' % reported[0])
+
+    def attack_swap(self):
+        """A volume writer swaps a mounted model's directory for an absolute symlink to a host directory: the
+        guest keeps the pinned bytes, info says pin_stale, a run refuses the symlink, and converges once the
+        swap is undone."""
+        lab = self.lab
+        rw_point, ro_point = lab.volume_point(read_only=False), lab.volume_point()
+        had_rw = lab.host_mount_id(rw_point) is not None
+        secret = os.path.join(lab.work, 'host-secret')
+        model_dir = os.path.join(rw_point, 'attack-swap', 'm')
+        source = 'attack-swap/m'
+        data = os.urandom(65536)
+        pinned_sum = hashlib.sha256(data).hexdigest()
+        guest_view = ('sha256sum /mnt/a/swap/data; ls -A /mnt/a/swap; '
+                      'find /mnt/a /run/aimodel -name marker | sed "s/^/found /"; true')
+
+        def seen(predicate):
+            for _wait in range(100):
+                if predicate():
+                    return True
+                time.sleep(0.2)
+            return False
+
+        def guest_reads():
+            _code, out, _err = self.guest_sh(guest_view)
+            lines = out.split('\n')
+            problems = []
+            if not lines or not lines[0].startswith(pinned_sum):
+                problems.append('the guest reads other bytes')
+            if 'marker' in out:
+                problems.append('the guest sees the host directory')
+            return problems and ['%s: %s' % (', '.join(problems), out.strip()[:300])]
+
+        def run():
+            # The host's read-write mount of the volume, as a writer of the volume has it.
+            lab.module('vm_model_mount', lab.mount_args('a-writer', source_path=os.path.dirname(lab.vars['lab_model_source']),
+                                                        read_only=False, guest_mount=False))
+            os.makedirs(secret, mode=0o700)
+            for name in ('marker', 'data'):
+                with open(os.path.join(secret, name), 'w') as handle:
+                    handle.write('host secret\n')
+            shutil.rmtree(os.path.dirname(model_dir), ignore_errors=True)
+            os.makedirs(model_dir)
+            with open(os.path.join(model_dir, 'data'), 'wb') as handle:
+                handle.write(data)
+            if not seen(lambda: os.path.exists(os.path.join(ro_point, source, 'data'))):
+                return ['the read-only mount does not see the model']
+            first = lab.module('vm_model_mount', lab.mount_args('a-swap', source_path=source, mount_path='/mnt/a/swap'))
+            if first.get('failed'):
+                return ['the first mount: %s' % first.get('msg')]
+            wrong = []
+            os.rename(model_dir, model_dir + '.orig')
+            os.symlink(secret, model_dir)
+            try:
+                if not seen(lambda: os.path.islink(os.path.join(ro_point, source))):
+                    return ['the read-only mount does not see the swap']
+                wrong += guest_reads() or []
+                info = lab.module('vm_model_mount_info', {'uri': lab.uri, 'vm': lab.vm, 'model': 'a-swap'})
+                mounts = info.get('mounts') or [{}]
+                if mounts[0].get('host_pinned') != 'stale' or 'pin_stale' not in mounts[0].get('reasons', []):
+                    wrong.append('info: %s' % mounts)
+                rerun = lab.module('vm_model_mount', lab.mount_args('a-swap', source_path=source, mount_path='/mnt/a/swap'))
+                if (not rerun.get('failed') or rerun.get('changed') or rerun.get('field') != 'source_path'
+                        or '%s is a symbolic link' % source not in (rerun.get('msg') or '')):
+                    wrong.append('the re-run: %s' % (rerun.get('msg') or rerun.get('mount')))
+                wrong += guest_reads() or []
+            finally:
+                os.unlink(model_dir)
+                os.rename(model_dir + '.orig', model_dir)
+            if not seen(lambda: os.path.isdir(os.path.join(ro_point, source))
+                        and not os.path.islink(os.path.join(ro_point, source))):
+                return wrong + ['the read-only mount does not see the undo']
+            healed = lab.module('vm_model_mount', lab.mount_args('a-swap', source_path=source, mount_path='/mnt/a/swap'))
+            info = lab.module('vm_model_mount_info', {'uri': lab.uri, 'vm': lab.vm, 'model': 'a-swap'})
+            if healed.get('failed') or [m['status'] for m in info.get('mounts', [])] != ['mounted']:
+                wrong.append('after the undo: %s %s' % (healed.get('msg'), info.get('mounts')))
+            return wrong + (guest_reads() or [])
+
+        def cleanup():
+            if os.path.ismount(rw_point):
+                shutil.rmtree(os.path.dirname(model_dir), ignore_errors=True)
+            shutil.rmtree(secret, ignore_errors=True)
+            if not had_rw and os.path.ismount(rw_point):
+                # The suite found no read-write host mount: it leaves none.
+                subprocess.run(['umount', rw_point], check=False)
+
+        self.attack('a volume writer swaps a mounted model\'s directory for a symlink to a host directory',
+                    ['a-swap', 'a-writer'], run,
+                    'the guest kept the pinned bytes, never the host\'s; info: pin_stale; the re-run refused '
+                    'source_path naming the symlink; after the undo one run converged', cleanup)
+
+    def attack_same_name(self):
+        """Another volume with the lab volume's name, on an engine of its own, named in a task while the lab's is
+        mounted: refused naming both UUIDs, nothing changed."""
+        lab = self.lab
+        other = os.path.join(lab.work, 'other-volume')
+        other_url = 'sqlite3://%s/meta.db' % other
+
+        def uuid_of(url):
+            out = subprocess.run([lab.juicefs(), 'config', url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 check=True).stdout
+            return json.loads(out)['UUID']
+
+        def run():
+            lab.module('vm_model_mount', lab.mount_args('a-name', mount_path='/mnt/a/name'))
+            os.makedirs(os.path.join(other, 'bucket'), mode=0o700)
+            subprocess.run([lab.juicefs(), 'format', '--no-update', '--storage', 'file', '--bucket',
+                            os.path.join(other, 'bucket') + '/', other_url, lab.vars['lab_volume_name']],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            uuids = [uuid_of(lab.vars['lab_meta_url']), uuid_of(other_url)]
+            _problems, before = lab.invariant()
+            result = lab.module('vm_model_mount', lab.mount_args(
+                'a-name2', mount_path='/mnt/a/name2',
+                volume={'name': lab.vars['lab_volume_name'], 'meta_url': other_url}))
+            _problems, after = lab.invariant()
+            wrong = []
+            msg = result.get('msg') or ''
+            if (uuids[0] == uuids[1] or not result.get('failed') or result.get('changed')
+                    or result.get('field') != 'volume.meta_url' or not all(u in msg for u in uuids)):
+                wrong.append('the run: %s (UUIDs %s)' % (msg[:300] or 'succeeded', uuids))
+            if after != before:
+                wrong.append('the lab changed: %s' % sorted(k for k in before if before[k] != after.get(k)))
+            return wrong
+
+        self.attack('another volume of the same name (its own engine) named while the lab\'s is mounted',
+                    ['a-name', 'a-name2'], run, 'refused naming both UUIDs; the lab unchanged',
+                    lambda: shutil.rmtree(other, ignore_errors=True))
+
+    def attack_slow(self):
+        """The host volume's JuiceFS client stopped (SIGSTOP): a run fails saying slow and does not remount; after
+        SIGCONT the host mount is the same one and the guest reads the model."""
+        lab = self.lab
+        point = lab.volume_point()
+
+        def run():
+            lab.module('vm_model_mount', lab.mount_args('a-slow', mount_path='/mnt/a/slow'))
+            mount_id = lab.host_mount_id(point)
+            pids = lab.client_pids(point)
+            if not pids or not mount_id:
+                return ['no client of %s found (%s, mount %s)' % (point, pids, mount_id)]
+            wrong = []
+            try:
+                for pid in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                result = lab.module('vm_model_mount', lab.mount_args('a-slow', mount_path='/mnt/a/slow'))
+                msg = result.get('msg') or ''
+                if not result.get('failed') or result.get('changed') or 'slow or hung' not in msg \
+                        or 'not remounted' not in msg:
+                    wrong.append('the run: %s' % (msg[:300] or 'succeeded'))
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            if lab.host_mount_id(point) != mount_id:
+                wrong.append('the host mount %s became %s' % (mount_id, lab.host_mount_id(point)))
+            ok, detail = self.heal('a-slow', '/mnt/a/slow')
+            if not ok:
+                wrong.append('after SIGCONT: %s' % detail)
+            return wrong
+
+        self.attack('the host volume\'s client stopped (SIGSTOP), then a run', ['a-slow'], run,
+                    'failed saying slow, not remounted; after SIGCONT the same host mount, one run converged '
+                    'and the guest read the host\'s bytes')
+
     def table(self):
         lines = ['| area | case | tried | held | notes |', '| --- | --- | --- | --- | --- |']
         for area, case, tries, held, note in self.rows:
@@ -514,7 +785,7 @@ class Suite:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--trials', type=int, default=10)
-    parser.add_argument('--only', default='hostile,races,faults,secrets')
+    parser.add_argument('--only', default='hostile,races,faults,secrets,attacks')
     parser.add_argument('--table', help='write the result table (Markdown) into this file')
     opts = parser.parse_args()
     lab = Lab()
@@ -534,7 +805,7 @@ def main():
             handle.write('# Reliability and security suite: results\n\n'
                          'Run: `bash tests/lab/lab up`, then `/var/tmp/aimodel-lab/venv/bin/python '
                          'tests/reliability/suite.py --trials 10 --table docs/reliability.md`; `bash tests/run` '
-                         'runs it with 3 trials per race. '
+                         'runs it with 3 trials per race. Each attack is tried once (each is deterministic). '
                          'Produced by `tests/reliability/suite.py --trials %d` against the lab (%s, %d s). The '
                          'invariant checked after every case: every device of ours has a record and every record '
                          'its device (the VM\'s shared device of its access mode, or a device of the model\'s own '
