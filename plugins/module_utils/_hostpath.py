@@ -9,7 +9,9 @@ that another user can swap (a directory of theirs, a group or world writable one
 let them choose the program root runs, or where root mounts and writes.
 
 The check follows the path the way the kernel resolves it, one component at a time and through each symbolic link,
-so every directory it passes through is looked at, and the link's target too.
+so every directory it passes through is looked at, and the link's target too. A sticky directory that everybody can
+write (``/tmp``, ``/var/tmp``) may be passed through to an entry that exists and is root's: the sticky bit keeps others
+from renaming or removing it. Nothing may be created there, and it is never the path itself.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -49,17 +51,24 @@ def check_trusted(field, path, lstat=None, readlink=None, uid=None):
     pending = [part for part in path.split('/') if part]
     current = '/'
     links = 0
+    sticky = None
     while pending:
         part = pending.pop(0)
         if part == '.':
             continue
         if part == '..':
             current = os.path.dirname(current)
+            sticky = None
             continue
         candidate = os.path.join(current, part)
         info = _lstat(field, path, candidate, lstat)
         if info is None:
+            if sticky is not None:
+                raise SpecError(field, '%s: %s does not exist, and %s is writable by others (mode %04o): create %s '
+                                       'first, owned by root and writable by nobody else'
+                                % (path, candidate, sticky[0], sticky[1], candidate))
             return
+        sticky = None
         if stat.S_ISLNK(info.st_mode):
             links += 1
             if links > MAX_LINKS:
@@ -72,10 +81,19 @@ def check_trusted(field, path, lstat=None, readlink=None, uid=None):
                 current = '/'
             pending = [p for p in target.split('/') if p] + pending
             continue
-        _check(field, path, candidate, info, owners)
+        if pending and _sticky_passage(info, owners):
+            sticky = (candidate, stat.S_IMODE(info.st_mode))
+        else:
+            _check(field, path, candidate, info, owners)
         if pending and not stat.S_ISDIR(info.st_mode):
             raise SpecError(field, '%s: %s is not a directory' % (path, candidate))
         current = candidate
+
+
+def _sticky_passage(info, owners):
+    """A root-owned sticky directory that others may write: an entry in it can only be renamed or removed by its
+    owner, so a root-owned entry that exists stays what it is."""
+    return stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX and info.st_uid in owners
 
 
 def _lstat(field, path, candidate, lstat):

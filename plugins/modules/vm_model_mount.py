@@ -100,8 +100,9 @@ options:
           - Directory under which the volume is mounted on the host, as C(<mount_root>/<name>/<ro|rw>).
           - It must be an absolute path without V(..) (it is normalized). It, and every directory on the way to it
             (symbolic links followed), must be owned by root (or the user the module runs as) and writable by neither
-            its group nor others; a world-writable directory with the sticky bit, such as C(/tmp), is refused too. Parts
-            that do not exist yet are made by the module.
+            its group nor others. A world-writable directory with the sticky bit, such as C(/tmp), is passed through
+            only to an entry of root's that exists (nobody else can rename or remove it); nothing is made in it. Other
+            parts that do not exist yet are made by the module.
           - Not V(/) itself, nor in C(/proc), C(/sys) or C(/dev).
         type: path
         default: /var/lib/aimodel/volumes
@@ -110,8 +111,9 @@ options:
           - Local cache directory of the client on the host. Default is the client's own.
           - It must be an absolute path without V(..) (it is normalized). It, and every directory on the way to it
             (symbolic links followed), must be owned by root (or the user the module runs as) and writable by neither
-            its group nor others; a world-writable directory with the sticky bit, such as C(/tmp), is refused too. Parts
-            that do not exist yet are made by the module.
+            its group nor others. A world-writable directory with the sticky bit, such as C(/tmp), is passed through
+            only to an entry of root's that exists (nobody else can rename or remove it); nothing is made in it. Other
+            parts that do not exist yet are made by the module.
           - Not V(/) itself, nor in C(/proc), C(/sys) or C(/dev).
         type: path
       cache_size:
@@ -123,8 +125,8 @@ options:
           - Path of the client binary on the host. Default is found on E(PATH) and in C(/usr/local/bin).
           - It must be an absolute path without V(..) (it is normalized). It, and every directory on the way to it
             (symbolic links followed), must be owned by root (or the user the module runs as) and writable by neither
-            its group nor others; a world-writable directory with the sticky bit, such as C(/tmp), is refused too. It must be
-            an executable file.
+            its group nor others. A world-writable directory with the sticky bit, such as C(/tmp), is passed through
+            only to an entry of root's that exists. It must be an executable file.
         type: path
   mount_path:
     description:

@@ -68,15 +68,29 @@ def test_a_world_writable_directory_on_the_way_is_refused():
     assert '/opt (on the way to /opt/jfs/juicefs) is writable by others (mode 0777)' in msg
 
 
-@pytest.mark.parametrize('path', ['/tmp/mr', '/tmp/mr/x', '/var/tmp/cache'])
-def test_a_sticky_world_writable_directory_is_refused_too(path):
+@pytest.mark.parametrize('path', ['/tmp', '/tmp/mr', '/tmp/mr/x', '/var/tmp/cache'])
+def test_a_sticky_world_writable_directory_is_refused_as_the_path_or_to_create_in(path):
+    # Another user could create the missing entry first (a symbolic link to where they like).
     msg = refused(tree(), path, 'volume.mount_root')
     assert 'mode 1777' in msg
 
 
-def test_a_root_directory_inside_tmp_is_refused():
+def test_a_root_entry_that_exists_in_a_sticky_directory_passes():
+    # The sticky bit keeps others from renaming or removing it.
     fake = tree().add('/tmp/jfs').add('/tmp/jfs/juicefs', 'file')
-    assert 'mode 1777' in refused(fake, '/tmp/jfs/juicefs')
+    check(fake, '/tmp/jfs/juicefs')
+    check(fake, '/tmp/jfs/volumes')
+
+
+@pytest.mark.parametrize('entry', [dict(uid=1000), dict(mode=0o777)])
+def test_an_entry_of_another_user_or_writable_in_a_sticky_directory_is_refused(entry):
+    fake = tree().add('/tmp/jfs', **entry).add('/tmp/jfs/juicefs', 'file')
+    assert '/tmp/jfs (on the way to /tmp/jfs/juicefs)' in refused(fake, '/tmp/jfs/juicefs')
+
+
+def test_a_sticky_directory_of_another_user_is_refused():
+    fake = tree().add('/srv', mode=0o1777, uid=1000).add('/srv/jfs')
+    assert '/srv (on the way to /srv/jfs/juicefs) is owned by uid 1000' in refused(fake, '/srv/jfs/juicefs')
 
 
 def test_a_directory_of_another_user_on_the_way_is_refused():
@@ -95,9 +109,9 @@ def test_the_root_directory_itself_is_checked():
 
 
 def test_a_link_is_followed_and_its_target_checked():
-    fake = tree().add('/opt').add('/opt/jfs', 'link', target='/tmp/evil').add('/tmp/evil').add(
+    fake = tree().add('/opt').add('/opt/jfs', 'link', target='/tmp/evil').add('/tmp/evil', uid=1000).add(
         '/tmp/evil/juicefs', 'file')
-    assert '/tmp' in refused(fake, '/opt/jfs/juicefs')
+    assert '/tmp/evil (on the way to /opt/jfs/juicefs) is owned by uid 1000' in refused(fake, '/opt/jfs/juicefs')
 
 
 def test_a_relative_link_is_resolved_from_its_directory():
@@ -110,7 +124,9 @@ def test_a_relative_link_is_resolved_from_its_directory():
 def test_a_link_as_the_last_component_is_checked_through():
     fake = tree().add('/usr/local/bin/juicefs', 'link', target='/var/tmp/venv/bin/juicefs').add(
         '/var/tmp/venv').add('/var/tmp/venv/bin').add('/var/tmp/venv/bin/juicefs', 'file')
-    assert '/var/tmp' in refused(fake, '/usr/local/bin/juicefs')
+    check(fake, '/usr/local/bin/juicefs')
+    fake.add('/var/tmp/venv', uid=1000)
+    assert '/var/tmp/venv (on the way to /usr/local/bin/juicefs)' in refused(fake, '/usr/local/bin/juicefs')
     fake2 = tree().add('/usr/local/bin/juicefs', 'link', target='/opt/juicefs').add('/opt').add(
         '/opt/juicefs', 'file', mode=0o777)
     assert '/opt/juicefs (on the way to /usr/local/bin/juicefs) is writable by others' in refused(
