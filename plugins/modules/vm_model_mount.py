@@ -496,6 +496,7 @@ def run(module, desired, volume):
             return _plan.vm_missing(module.params, desired)
         ctx = _plan.Context(module.params, desired, volume, domain)
         before, after = plan(ctx)
+        ctx.check_guest_steps()
         if not module.check_mode:
             ctx.plan.apply()
         return _plan.result(ctx, before, after, module._diff)  # pylint: disable=protected-access
