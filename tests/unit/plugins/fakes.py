@@ -411,6 +411,8 @@ class FakeDomain:
             if args.get('mode', 'r').startswith('r'):
                 if args['path'] == '/proc/self/mountinfo':
                     data = self.guest.proc_mounts()
+                elif args['path'] == '/proc/filesystems':
+                    data = self.guest.proc_filesystems()
                 elif args['path'] in self.guest.files:
                     data = self.guest.files[args['path']]
                 else:
