@@ -85,7 +85,7 @@ def _guest_side(ctx, current, record):
     for entry in reversed(mounts):
         target = entry['target']
         ctx.plan.add_guest('unmount %s from %s in the guest%s' % (record['model'], target, ' (lazily if busy)' if force else ''),
-                     lambda target=target: ctx.guest_umount(target, force))
+                           lambda target=target: ctx.guest_umount(target, force))
 
 
 def _own_device(ctx, tag):

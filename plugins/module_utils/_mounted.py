@@ -155,8 +155,8 @@ def _mount_point(m):
     if m.running and m.desired['guest_mount'] and not any(e['target'] == m.path for e in m.model_mounts()):
         agent, path, created = m.ctx.agent, m.path, []
         m.ctx.plan.add_guest('create the mount point %s in the guest' % path,
-                       lambda: created.extend(agent.make_dirs(path)),
-                       lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
+                             lambda: created.extend(agent.make_dirs(path)),
+                             lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
 
 
 SLOW_VOLUME = ('volume %s at %s does not answer statfs within %ss: it is slow or hung, which cannot be told apart, so '
@@ -394,7 +394,7 @@ def _guest_facts(m):
     if dead:
         for entry in reversed(dead):
             ctx.plan.add_guest('unmount the dead %s from %s in the guest (its device is gone or was attached again)'
-                         % (device, entry['target']), lambda target=entry['target']: ctx.guest_umount(target, True))
+                               % (device, entry['target']), lambda target=entry['target']: ctx.guest_umount(target, True))
         m.cleared = set(e['id'] for e in dead)
         base_here = keep = None
         m.guest_touched = True
@@ -415,7 +415,7 @@ def _guest_base(m):
     here = m.base_here
     if here is not None and ('ro' in here['options']) != read_only:
         ctx.plan.add_guest('unmount the base mount %s of %s in the guest (wrong access mode)' % (base, device),
-            lambda: ctx.guest_umount(base, True))
+                           lambda: ctx.guest_umount(base, True))
         here = None
     if here is None:
         made, created = {}, []
@@ -430,10 +430,10 @@ def _guest_base(m):
             agent.remove_dirs(created)
             return taken
         ctx.plan.add_guest('mount the shared device %s at %s in the guest (%s)' % (device, base, 'ro' if read_only else 'rw'),
-            mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base), unsure=True)
+                           mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base), unsure=True)
         if read_ahead:
             ctx.plan.add_guest('set the readahead of %s in the guest to %d KiB' % (device, read_ahead),
-                lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
+                               lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
         m.guest_touched = True
     elif read_ahead:
         # Read every time (one small sysfs file): it is lost with every new base mount, can be changed by hand,
@@ -442,8 +442,8 @@ def _guest_base(m):
         now_kb = agent.read_ahead_kb(dev)
         if now_kb is not None and now_kb != read_ahead:
             ctx.plan.add_guest('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (device, read_ahead, now_kb),
-                lambda: agent.set_read_ahead_kb(dev, read_ahead),
-                lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % device)
+                               lambda: agent.set_read_ahead_kb(dev, read_ahead),
+                               lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % device)
             m.guest_touched = True
 
 
@@ -507,8 +507,8 @@ def _fstab(m):
     if new_fstab != old_fstab:
         agent = m.ctx.agent
         m.ctx.plan.add_guest('write the fstab lines of %s in the guest' % m.model,
-                       lambda: agent.write_file(_guest.FSTAB, new_fstab),
-                       lambda: restore_fstab(agent, old_fstab), 'restored the guest fstab', unsure=True)
+                             lambda: agent.write_file(_guest.FSTAB, new_fstab),
+                             lambda: restore_fstab(agent, old_fstab), 'restored the guest fstab', unsure=True)
 
 
 def restore_fstab(agent, old_fstab):
@@ -531,7 +531,7 @@ def _guest_mount(m):
         if entry is keep or entry['id'] in m.cleared:
             continue
         ctx.plan.add_guest('unmount %s from %s in the guest (%s)' % (entry['source'], entry['target'], _why(m, entry)),
-            lambda target=entry['target']: ctx.guest_umount(target, True))
+                           lambda target=entry['target']: ctx.guest_umount(target, True))
         m.guest_touched = True
     if desired['guest_mount'] and keep is None:
         source = '%s/%s' % (m.base, m.entry)
@@ -543,7 +543,7 @@ def _guest_mount(m):
             m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), m.device, ctx.host,
                                           m.key, m.entry, found['id'])
         ctx.plan.add_guest('bind %s at %s in the guest (%s)' % (source, path, ro_opt), bind,
-            lambda: take_back_guest_mount(ctx, m.device, path), 'unmounted %s from the guest' % path, unsure=True)
+                           lambda: take_back_guest_mount(ctx, m.device, path), 'unmounted %s from the guest' % path, unsure=True)
         m.guest_touched = True
 
 
@@ -589,7 +589,7 @@ def drop_shared(ctx, device, leaving):
         for entry in reversed(state.guest_mounts_of(device)):
             if entry.get('root', '/') == '/':
                 ctx.plan.add_guest('unmount the shared device %s from %s in the guest' % (device, entry['target']),
-                             lambda target=entry['target']: ctx.guest_umount(target, ctx.params['force']))
+                                   lambda target=entry['target']: ctx.guest_umount(target, ctx.params['force']))
     if live is not None or cfg is not None:
         xml = _libvirt.filesystem_xml((live or cfg)['source'], device)
         wait = ' and wait until the guest released it' if live else ''

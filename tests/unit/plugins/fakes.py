@@ -441,7 +441,6 @@ class FakeDomain:
             raise AssertionError('unexpected agent command %s' % name)
         return json.dumps({'return': result})
 
-
     def _enabled(self, name):
         return name not in self.guest.disabled and (not self.guest.frozen or name in FROZEN_ALLOWED)
 
