@@ -170,7 +170,7 @@ options:
       - Mount the model inside the guest. V(false) only makes it available to the VM (device and bind on the
         host) and records it.
       - V(false) is the way for guests whose owners mount by themselves, and for guests whose agent refuses guest
-        commands (RHEL-family guests lock it down by default): the guest is then never asked to run anything. The
+        commands (RHEL-family guests lock it down by default); the guest is then never asked to run anything. The
         guest mounts the shared device itself, for example with the fstab line
         C(aimodel-ro /models virtiofs ro,nosuid,nodev,nofail 0 0), and finds the model in the directory named by
         RV(mount.tag) below it (docs/guests.md).
@@ -292,7 +292,7 @@ notes:
     family); allow the commands named there, or use O(guest_mount=false). The same error names a guest whose file
     systems are frozen (C(the agent is in frozen state)); thaw them (C(virsh domfsthaw)).
   - C(... has no free hot-plug slot for the shared device) (or libvirt's C(No more available PCI slots)) - the first
-    model of a VM and access mode hot-plugs one PCI device. On q35 each device needs a free C(pcie-root-port): add
+    model of a VM and access mode hot-plugs one PCI device. On q35 each device needs a free C(pcie-root-port); add
     C(<controller type='pci' model='pcie-root-port'/>) to the VM's XML and restart it (shutdown and start).
     RV(aimodel.kvm.vm_model_mount_info#module:vms[].free_hotplug_slots) shows how many a VM has left.
   - C(the kernel of the guest ... has no virtiofs file system) - the guest needs Linux 5.4 or later with
