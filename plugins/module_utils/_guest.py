@@ -47,6 +47,8 @@ _NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFo
 # for this instance", later releases "Command X has been disabled: <reason>" ("the agent is in frozen state").
 _DISABLED_RE = re.compile(r'has been disabled|CommandDisabled', re.IGNORECASE)
 _FROZEN_RE = re.compile(r'frozen state', re.IGNORECASE)
+# The agent's answer to a command it does not have (a release older than the command).
+_NOT_FOUND_RE = re.compile(r'has not been found|CommandNotFound', re.IGNORECASE)
 # The agent commands the collection uses, by what they do: a guest command (every change in the guest, and a
 # probe of a mount), and reading or writing a file (done by a guest command when the agent offers no file
 # commands).
@@ -250,6 +252,9 @@ class Agent:
             if _DISABLED_RE.search(text):
                 # It answered: it refuses this command (its configuration, or a freeze of the guest's file systems).
                 raise CommandsDisabled(self.domain.name, [execute], execute, self.frozen or bool(_FROZEN_RE.search(text)))
+            if _NOT_FOUND_RE.search(text):
+                raise GuestError('in VM %s, the guest agent does not have %s (an older release): %s'
+                                 % (self.domain.name, execute, text))
             if 'command failed' in text.lower() and 'not responding' not in text.lower():
                 # The agent answered with an error of the guest (a file it cannot open, a command it cannot run).
                 raise GuestError('in VM %s, %s failed: %s' % (self.domain.name, execute, text))

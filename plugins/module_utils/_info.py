@@ -89,7 +89,8 @@ def _observed(state):
         disabled = sorted(set(disabled) | set(error.commands))
     else:
         unobserved = ['accessible'] if agent.disabled(_guest.EXEC_COMMANDS) else []
-    return {'guest_disabled_commands': sorted(disabled), 'guest_unobserved': unobserved, 'guest_frozen': agent.frozen}
+    return {'guest_disabled_commands': sorted(disabled), 'guest_unobserved': unobserved,
+            'guest_frozen': agent.frozen or bool(getattr(error, 'frozen', False))}
 
 
 STATUS_MOUNTED = 'mounted'

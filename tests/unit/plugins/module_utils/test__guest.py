@@ -500,3 +500,16 @@ def test_an_fstab_on_a_read_only_file_system_says_what_to_do():
     with pytest.raises(_guest.GuestError, match='read-only file system in the guest') as caught:
         _guest.Agent(dom).write_file('/etc/fstab', 'x\n')
     assert 'persist: false' in str(caught.value)
+
+
+def test_a_command_an_older_agent_does_not_have_is_no_unreachable_agent():
+    class Old:
+        name = 'vm1'
+
+        @staticmethod
+        def agent_command(_json, _timeout):
+            raise RuntimeError("internal error: unable to execute QEMU agent command 'guest-exec': The command "
+                               "guest-exec has not been found")
+    with pytest.raises(_guest.GuestError, match='does not have guest-exec') as caught:
+        _guest.Agent(Old()).command('guest-exec', {'path': 'true'})
+    assert not caught.value.unreachable
