@@ -303,6 +303,10 @@ def _device(m):
     backend_dead = live_dev is not None and state.backend_alive(device) is False
     if backend_dead and state.guest_mounts_of(device):
         raise OperationFailed(BACKEND_DEAD % (ctx.where, device, ', '.join(e['target'] for e in state.guest_mounts_of(device))))
+    if backend_dead and state.guest_mounts is None:
+        raise OperationFailed('%s: the virtiofsd process of device %s is gone, and the guest may still mount it (its mount '
+                              'table cannot be read): a detach would hang; nothing was changed. Restart the VM (shutdown '
+                              'and start) and run again' % (ctx.where, device))
     device_xml = _libvirt.filesystem_xml(view, device, desired['cache'])
     if backend_dead:
         add('detach device %s, whose virtiofsd is gone (live)' % device, lambda: ctx.detach(device_xml, device, True, False))

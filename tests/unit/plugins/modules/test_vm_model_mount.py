@@ -1534,3 +1534,13 @@ def test_an_fstab_on_a_read_only_root_is_a_clear_error_and_rolled_back(domain, h
     # persist: false needs no fstab line.
     result = run_module(vm_model_mount, dict(ARGS, persist=False))
     assert result['changed'] is True and guest_targets(domain) == ['/mnt/models/m1'], result
+
+
+def test_a_dead_virtiofsd_is_not_replaced_under_a_guest_whose_mounts_cannot_be_read(domain, host, run_module):
+    run_module(vm_model_mount, dict(ARGS, guest_mount=False))
+    domain.dead_backends.add(DEVICE)
+    domain.guest.disabled.update(RHEL8_BLOCKED)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, guest_mount=False))
+    assert result['failed'] and 'may still mount it' in result['msg'] and 'nothing was changed' in result['msg'], result
+    assert snapshot(domain) == before
