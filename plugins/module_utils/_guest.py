@@ -43,8 +43,9 @@ NO_VIRTIOFS = ('the kernel of the guest in VM %s has no virtiofs file system (%s
 # An agent that does not offer the guest-file-* commands (blocked with --block-rpcs, or too old).
 _NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFound|CommandDisabled', re.IGNORECASE)
 # The agent's answer to a command it has disabled: blocked by its configuration (--block-rpcs, or left out of
-# --allow-rpcs), or while the guest's file systems are frozen. qemu-ga 7.2 says "The command X has been disabled
-# for this instance", later releases "Command X has been disabled: <reason>" ("the agent is in frozen state").
+# --allow-rpcs), or while the guest's file systems are frozen. qemu-ga 7.2 says "Command X has been disabled" (older
+# releases "The command X has been disabled for this instance"), later ones add the reason ("Command X has been
+# disabled: the agent is in frozen state").
 _DISABLED_RE = re.compile(r'has been disabled|CommandDisabled', re.IGNORECASE)
 _FROZEN_RE = re.compile(r'frozen state', re.IGNORECASE)
 # The agent's answer to a command it does not have (a release older than the command).

@@ -384,8 +384,8 @@ class FakeDomain:
             if self.guest.frozen:
                 raise _libvirt.VirtError("internal error: unable to execute QEMU agent command '%s': Command %s has "
                                          "been disabled: the agent is in frozen state" % (name, name), 1)
-            raise _libvirt.VirtError("internal error: unable to execute QEMU agent command '%s': The command %s has "
-                                     "been disabled for this instance" % (name, name), 1)
+            raise _libvirt.VirtError("internal error: unable to execute QEMU agent command '%s': Command %s has "
+                                     "been disabled" % (name, name), 1)
         if name == 'guest-ping':
             result = {}
         elif name == 'guest-info':
