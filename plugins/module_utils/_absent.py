@@ -38,7 +38,7 @@ def plan(ctx):
         if record.get('device'):
             new_fstab = without_unused_base(new_fstab, state, record['device'], model)
         if new_fstab != state.fstab:
-            add('remove the fstab lines of %s in the guest' % model, lambda: ctx.agent.write_file(_guest.FSTAB, new_fstab))
+            ctx.plan.add_guest('remove the fstab lines of %s in the guest' % model, lambda: ctx.agent.write_file(_guest.FSTAB, new_fstab))
     if record.get('device'):
         key, uuid = _export.key_of_tag(record['device']), ctx.domain.uuid
         add('take %s out of the export tree %s' % (record['tag'], _export.view_dir(uuid, key)),
@@ -66,13 +66,17 @@ def _guest_side(ctx, current, record):
     if not state.active:
         return
     device = record.get('device') or record['tag']
-    if state.guest_error is not None and (state.devices_with_tag(device) or current) and not force:
+    error = state.guest_error
+    if error is not None and (state.devices_with_tag(device) or current) and not force:
+        if error.unreachable:
+            why, fix = 'the guest agent does not answer', 'start qemu-guest-agent'
+        elif isinstance(error, _guest.CommandsDisabled):
+            why, fix = 'the guest agent refuses the commands that read the guest', 'allow them'
+        else:
+            why, fix = 'the guest side cannot be read', 'repair the guest'
         raise OperationFailed('%s: %s, so it cannot be checked that the guest no longer uses %s; nothing was changed '
                               '(%s, or use force: true to detach anyway): %s'
-                              % (ctx.where, 'the guest agent does not answer' if state.guest_error.unreachable
-                                 else 'the guest side cannot be read',
-                                 ctx.desired['model'], 'start qemu-guest-agent' if state.guest_error.unreachable
-                                 else 'repair the guest', state.guest_error))
+                              % (ctx.where, why, ctx.desired['model'], fix, error))
     if state.guest_mounts is None:
         return
     mounts = state.model_mounts(record)
@@ -80,8 +84,8 @@ def _guest_side(ctx, current, record):
         raise OperationFailed(BACKEND_DEAD % (ctx.where, device, ', '.join(m['target'] for m in mounts)))
     for entry in reversed(mounts):
         target = entry['target']
-        ctx.plan.add('unmount %s from %s in the guest%s' % (record['model'], target, ' (lazily if busy)' if force else ''),
-                     lambda target=target: ctx.guest_umount(target, force))
+        ctx.plan.add_guest('unmount %s from %s in the guest%s' % (record['model'], target, ' (lazily if busy)' if force else ''),
+                           lambda target=target: ctx.guest_umount(target, force))
 
 
 def _own_device(ctx, tag):

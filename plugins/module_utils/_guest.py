@@ -32,8 +32,39 @@ READ_AHEAD = '/sys/class/bdi/%s/read_ahead_kb'
 # Messages of a mount that failed because the guest has not yet discovered the hot-plugged device.
 _NOT_YET_RE = re.compile(r'Invalid argument|No such device|not found|No such file', re.IGNORECASE)
 _BUSY_RE = re.compile(r'busy', re.IGNORECASE)
+_READ_ONLY_RE = re.compile(r'Read-only file system', re.IGNORECASE)
+# A guest kernel without virtiofs: util-linux's mount says so; busybox's says ENODEV ("No such device"), which is
+# told apart from a device the guest has not discovered yet by the kernel's list of file systems.
+_NO_FSTYPE_RE = re.compile(r"unknown filesystem type", re.IGNORECASE)
+_NO_DEVICE_RE = re.compile(r'No such device', re.IGNORECASE)
+FILESYSTEMS = '/proc/filesystems'
+NO_VIRTIOFS = ('the kernel of the guest in VM %s has no virtiofs file system (%s); a guest needs Linux 5.4 or later '
+               'built with CONFIG_VIRTIO_FS (docs/guests.md says how to check)')
 # An agent that does not offer the guest-file-* commands (blocked with --block-rpcs, or too old).
 _NO_FILE_OPS_RE = re.compile(r'has been disabled|has not been found|CommandNotFound|CommandDisabled', re.IGNORECASE)
+# The agent's answer to a command it has disabled: blocked by its configuration (--block-rpcs, or left out of
+# --allow-rpcs), or while the guest's file systems are frozen. qemu-ga 7.2 says "Command X has been disabled" (older
+# releases "The command X has been disabled for this instance"), later ones add the reason ("Command X has been
+# disabled: the agent is in frozen state").
+_DISABLED_RE = re.compile(r'has been disabled|CommandDisabled', re.IGNORECASE)
+_FROZEN_RE = re.compile(r'frozen state', re.IGNORECASE)
+# The agent's answer to a command it does not have (a release older than the command).
+_NOT_FOUND_RE = re.compile(r'has not been found|CommandNotFound', re.IGNORECASE)
+# The agent commands the collection uses, by what they do: a guest command (every change in the guest, and a
+# probe of a mount), and reading or writing a file (done by a guest command when the agent offers no file
+# commands).
+EXEC_COMMANDS = ('guest-exec', 'guest-exec-status')
+FILE_READ_COMMANDS = ('guest-file-open', 'guest-file-read', 'guest-file-close')
+FILE_WRITE_COMMANDS = ('guest-file-open', 'guest-file-write', 'guest-file-close')
+# What an agent that answers but refuses these commands needs, said in every such error.
+DISABLED_HINT = (
+    'The agent answers but refuses them: on RHEL-family guests /etc/sysconfig/qemu-ga locks it down (RHEL 8: '
+    'remove them from BLACKLIST_RPC; RHEL 9 family: add them to the --allow-rpcs list in FILTER_RPC_ARGS), then '
+    'restart qemu-guest-agent; elsewhere see the --block-rpcs and --allow-rpcs options of qemu-ga. Or use '
+    'guest_mount: false and mount the device in the guest yourself (docs/guests.md)')
+FROZEN_HINT = (
+    "The guest's file systems are frozen (guest-fsfreeze-freeze, virsh domfsfreeze: a backup in progress?), and "
+    'while they are, the agent refuses all but a few commands; thaw them (virsh domfsthaw) and run again')
 # One guest-file-read returns up to this many bytes (qemu-ga allows up to 48 MiB): mount tables and
 # fstabs fit in one read.
 READ_CHUNK = 1048576
@@ -77,6 +108,19 @@ class GuestError(AimodelError):
     def __init__(self, message, unreachable=False):
         super(GuestError, self).__init__(message)
         self.unreachable = unreachable
+
+
+class CommandsDisabled(GuestError):
+    """The agent answers, but has disabled commands a step needs (``commands``), by its configuration or because
+    the guest's file systems are ``frozen``."""
+
+    def __init__(self, vm, commands, needed_for, frozen=False):
+        commands = sorted(set(commands))
+        super(CommandsDisabled, self).__init__(
+            'the guest agent of VM %s has disabled %s, needed for %s. %s'
+            % (vm, ', '.join(commands), needed_for, FROZEN_HINT if frozen else DISABLED_HINT))
+        self.commands = commands
+        self.frozen = frozen
 
 
 def clip(text, limit=MAX_GUEST_TEXT):
@@ -127,6 +171,8 @@ class Agent:
         self.spent = 0.0
         self.rollback_allowed = False
         self.round_trips = 0
+        self._commands = None
+        self.frozen = False
 
     def _remaining(self, timeout, what):
         """The seconds a guest interaction may take: its own timeout, at most what is left of the budget."""
@@ -154,6 +200,41 @@ class Agent:
             self.budget = max(self.budget, self.spent) + seconds
         self.rollback_allowed = True
 
+    # --- what the agent allows ---------------------------------------------------------------------
+    def commands(self):
+        """{name: enabled} of the agent's commands, asked once per run (guest-info); {} when it does not say.
+
+        When it has disabled one the collection uses, it is asked once more whether the guest's file systems are
+        frozen (which disables them for that time), where it allows that question."""
+        if self._commands is not None:
+            return self._commands
+        self._commands = {}
+        try:
+            info = self.command('guest-info')
+        except CommandsDisabled:
+            return self._commands
+        listed = info.get('supported_commands') if isinstance(info, dict) else None
+        for entry in listed if isinstance(listed, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get('name'), str):
+                self._commands[entry['name']] = entry.get('enabled') is True
+        if self.disabled(EXEC_COMMANDS + FILE_READ_COMMANDS) and self._commands.get('guest-fsfreeze-status'):
+            try:
+                self.frozen = self.command('guest-fsfreeze-status') == 'frozen'
+            except CommandsDisabled:
+                self.frozen = False
+        return self._commands
+
+    def disabled(self, names):
+        """Those of ``names`` that the agent has disabled or does not have ([] when it did not say)."""
+        known = self._commands or {}
+        return [name for name in names if known and not known.get(name)]
+
+    def require(self, names, needed_for):
+        """Fail (CommandsDisabled) when the agent has disabled any of ``names``."""
+        missing = self.disabled(names)
+        if missing:
+            raise CommandsDisabled(self.domain.name, missing, needed_for, self.frozen)
+
     # --- protocol ---------------------------------------------------------------------------------
     def command(self, execute, arguments=None, timeout=None):
         request = {'execute': execute}
@@ -169,6 +250,12 @@ class Agent:
             raise
         except Exception as exc:  # the boundary raises VirtError; keep this module free of libvirt
             text = clip(exc, 2 * MAX_GUEST_TEXT)
+            if _DISABLED_RE.search(text):
+                # It answered: it refuses this command (its configuration, or a freeze of the guest's file systems).
+                raise CommandsDisabled(self.domain.name, [execute], execute, self.frozen or bool(_FROZEN_RE.search(text)))
+            if _NOT_FOUND_RE.search(text):
+                raise GuestError('in VM %s, the guest agent does not have %s (an older release): %s'
+                                 % (self.domain.name, execute, text))
             if 'command failed' in text.lower() and 'not responding' not in text.lower():
                 # The agent answered with an error of the guest (a file it cannot open, a command it cannot run).
                 raise GuestError('in VM %s, %s failed: %s' % (self.domain.name, execute, text))
@@ -193,6 +280,7 @@ class Agent:
         """Run argv in the guest and wait for it; returns ExecResult (stdout/stderr as text)."""
         if not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError('argv must be a non-empty list of strings')
+        self.require(EXEC_COMMANDS, 'running %s in the guest' % argv[0])
         arguments = {'path': argv[0], 'arg': list(argv[1:]), 'capture-output': True}
         if input_data is not None:
             arguments['input-data'] = base64.b64encode(input_data).decode('ascii')
@@ -235,13 +323,21 @@ class Agent:
         faster than a guest-exec of cat and its guest-exec-status polls (docs/performance.md). An agent
         without the guest-file-* commands falls back to cat.
         """
+        if self.disabled(FILE_READ_COMMANDS):
+            if self.disabled(EXEC_COMMANDS):
+                raise CommandsDisabled(self.domain.name, self.disabled(FILE_READ_COMMANDS + EXEC_COMMANDS),
+                                       'reading %s (the file commands, or a guest command)' % path, self.frozen)
+            return self._read_file_with_cat(path, limit)
         try:
             handle = self.command('guest-file-open', {'path': path, 'mode': 'r'})
         except GuestError as exc:
             text = str(exc)
             if 'No such file or directory' in text:
                 return None
-            if _NO_FILE_OPS_RE.search(text):
+            if isinstance(exc, CommandsDisabled) or _NO_FILE_OPS_RE.search(text):
+                if self.disabled(EXEC_COMMANDS):
+                    raise CommandsDisabled(self.domain.name, ['guest-file-open'] + self.disabled(EXEC_COMMANDS),
+                                           'reading %s (the file commands, or a guest command)' % path, self.frozen)
                 return self._read_file_with_cat(path, limit)
             raise
         _shape(handle, int, 'the handle of guest-file-open')
@@ -280,8 +376,13 @@ class Agent:
         """
         result = self.run(['sh', '-c', REPLACE_FILE_SCRIPT, 'sh', path], input_data=text.encode('utf-8'))
         if result.rc != 0:
-            raise GuestError('replacing %s failed in VM %s (exit %s): %s'
-                             % (path, self.domain.name, result.rc, (result.err or result.out).strip()))
+            message = clip((result.err or result.out).strip())
+            if _READ_ONLY_RE.search(message):
+                raise GuestError('replacing %s failed in VM %s: it is on a read-only file system in the guest (%s). '
+                                 'Use persist: false (the mount then lasts until the guest reboots), or make the file '
+                                 'writable (a symbolic link to a writable place is followed)'
+                                 % (path, self.domain.name, message))
+            raise GuestError('replacing %s failed in VM %s (exit %s): %s' % (path, self.domain.name, result.rc, message))
 
     # --- mounts -----------------------------------------------------------------------------------
     def mounts(self):
@@ -304,9 +405,11 @@ class Agent:
         path = READ_AHEAD % dev
         data = base64.b64encode(('%d\n' % kib).encode('ascii')).decode('ascii')
         try:
+            if self.disabled(FILE_WRITE_COMMANDS):
+                raise CommandsDisabled(self.domain.name, self.disabled(FILE_WRITE_COMMANDS), 'writing ' + path)
             handle = self.command('guest-file-open', {'path': path, 'mode': 'w'})
         except GuestError as exc:
-            if not _NO_FILE_OPS_RE.search(str(exc)):
+            if not isinstance(exc, CommandsDisabled) and not _NO_FILE_OPS_RE.search(str(exc)):
                 raise GuestError('read_ahead_kb: setting the readahead of the mount (%s) failed in VM %s (is sysfs '
                                  'mounted in the guest? read_ahead_kb: 0 leaves it alone): %s' % (path, self.domain.name, exc))
             self.check(['sh', '-c', WRITE_VALUE_SCRIPT, 'sh', str(int(kib)), path],
@@ -333,11 +436,19 @@ class Agent:
         start = time.monotonic()
         deadline = start + wait
         delay = MOUNT_RETRY
+        checked = False
         while True:
             result = self.run(argv)
             if result.rc == 0:
                 return
             message = (result.err or result.out).strip()
+            if _NO_FSTYPE_RE.search(message):
+                raise GuestError(NO_VIRTIOFS % (self.domain.name, clip(message)))
+            if _NO_DEVICE_RE.search(message) and not checked:
+                # The mount has made the kernel load the virtiofs module where it has one: absent now, it has none.
+                checked = True
+                if not self.has_virtiofs():
+                    raise GuestError(NO_VIRTIOFS % (self.domain.name, clip(message)))
             now = time.monotonic()
             if not _NOT_YET_RE.search(message) or now >= deadline:
                 raise GuestError('mounting %s at %s failed in VM %s (exit %s): %s'
@@ -345,6 +456,14 @@ class Agent:
             self._pause(delay, 'mount')
             if now - start >= MOUNT_RETRY_FAST_FOR:
                 delay = min(delay * 2, 1.0)
+
+    def has_virtiofs(self):
+        """Whether the guest kernel lists virtiofs among its file systems (True when that cannot be read)."""
+        try:
+            text = self.read_file(FILESYSTEMS, 64 * 1024)
+        except GuestError:
+            return True
+        return text is None or any(line.split()[-1:] == [FSTYPE] for line in text.splitlines())
 
     def bind_mount(self, source, path, read_only):
         """Bind a directory of a device's base mount onto a mount point (read-only where asked; nosuid, nodev)."""

@@ -62,10 +62,35 @@ def collect(conn, vm, model, mount_root, agent_timeout, guest_timeout=None):
         mounts.extend(entries)
         orphans.extend(strays)
         error = state.guest_error
-        vms.append({'name': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
+        vm_entry = {'name': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
                     'guest_reachable': (error is None or not error.unreachable) if state.active else None,
-                    'guest_error': _guest.clip(error) if state.active and error is not None else None})
+                    'guest_error': _guest.clip(error) if state.active and error is not None else None,
+                    'free_hotplug_slots': _libvirt.free_hotplug_slots(state.live_xml) if state.active else None}
+        vm_entry.update(_observed(state))
+        vms.append(vm_entry)
     return mounts, orphans, vms
+
+
+# What of a guest cannot be observed when its agent has disabled commands: the mount table and the fstab (read
+# with the file commands or a guest command), the readahead (a sysfs file, read the same way) and whether a
+# mount answers (a guest command).
+UNOBSERVED_READ = ['mounts', 'fstab', 'read_ahead', 'accessible']
+
+
+def _observed(state):
+    """What the guest's agent refuses (the commands of the collection it has disabled), what could not be observed
+    because of that, and whether the guest's file systems are frozen; for a running VM whose agent answered."""
+    agent, error = state.agent, state.guest_error
+    if not state.active or agent is None or (error is not None and error.unreachable):
+        return {'guest_disabled_commands': None, 'guest_unobserved': None, 'guest_frozen': None}
+    disabled = agent.disabled(_guest.EXEC_COMMANDS + _guest.FILE_READ_COMMANDS)
+    if isinstance(error, _guest.CommandsDisabled):
+        unobserved = list(UNOBSERVED_READ)
+        disabled = sorted(set(disabled) | set(error.commands))
+    else:
+        unobserved = ['accessible'] if agent.disabled(_guest.EXEC_COMMANDS) else []
+    return {'guest_disabled_commands': sorted(disabled), 'guest_unobserved': unobserved,
+            'guest_frozen': agent.frozen or bool(getattr(error, 'frozen', False))}
 
 
 STATUS_MOUNTED = 'mounted'
@@ -80,8 +105,9 @@ def report(state, vm_name, host_volumes=None):
     entries = []
     records = dict(state.records)
     access = {}
-    if state.active and state.guest_mounts is not None:
-        # Never probe a mount whose virtiofsd is dead: the probe would hang in the guest for good.
+    if state.active and state.guest_mounts is not None and not state.agent.disabled(_guest.EXEC_COMMANDS):
+        # Never probe a mount whose virtiofsd is dead: the probe would hang in the guest for good. An agent that
+        # runs no guest command cannot probe (guest_accessible stays null).
         paths = [r['mount_path'] for r in records.values()
                  if r.get('guest_mount') and state.backend_alive(_device_of(r)) is not False
                  and state.model_mount(r) is not None]
@@ -136,7 +162,9 @@ def _entry(state, vm_name, host_volumes, rec, access):
         if rec.get('persist') and state.persistent and not config:
             reasons.append('device_missing_config')
         if rec.get('guest_mount'):
-            if state.guest_error is not None:
+            if isinstance(state.guest_error, _guest.CommandsDisabled):
+                reasons.append('guest_commands_disabled')
+            elif state.guest_error is not None:
                 reasons.append('guest_unreachable' if state.guest_error.unreachable else 'guest_error')
             elif not mounted:
                 reasons.append('not_mounted_in_guest')

@@ -282,3 +282,53 @@ def wait_device_gone(domain, tag, timeout, interval=0.1):
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+# --- hot-plug slots -------------------------------------------------------------------------------
+# Controllers whose bus takes one hot-plugged PCI Express device (q35): a port is free while no device sits on it.
+_PCIE_PORTS = ('pcie-root-port', 'pcie-switch-downstream-port')
+# Slots of a conventional PCI bus (pc: the root bus, and pci-bridges) that hot-plug can use: slot 0 is the host
+# bridge on the root bus (the bridge itself on a pci-bridge), slot 1 of the root bus the PIIX3 of i440fx, which
+# libvirt keeps and does not list.
+_ROOT_BUS_SLOTS = range(2, 32)
+_BRIDGE_SLOTS = range(1, 32)
+SLOT_HINT = (
+    "add a hot-plug slot to the VM: <controller type='pci' model='pcie-root-port'/> in its <devices> on q35 (one per "
+    "device to hot-plug; a pci-bridge controller on pc) with virsh edit, and restart the VM (a shutdown and start, "
+    "not a reboot: a running VM gets no new slots)")
+
+
+def _int(text):
+    try:
+        return int(text, 0)
+    except (TypeError, ValueError):
+        return None
+
+
+def free_hotplug_slots(domain_xml):
+    """How many PCI devices more can be hot-plugged into the running VM of this live XML: on q35 (a pcie-root), the
+    pcie-root-ports (and switch downstream ports) with no device on their bus and hot-plug not turned off; on pc (a
+    pci-root), the free slots of the root bus and of its pci-bridges. None when the XML has neither (another
+    machine type: it cannot be told)."""
+    root = ET.fromstring(domain_xml)
+    devices = root.find('devices')
+    if devices is None:
+        return None
+    controllers = [c for c in devices.findall('controller') if c.get('type') == 'pci']
+    models = dict((_int(c.get('index')), c.get('model')) for c in controllers)
+    used = {}
+    for address in devices.iter('address'):
+        if address.get('type') == 'pci' and _int(address.get('domain') or '0') == 0:
+            bus, slot = _int(address.get('bus')), _int(address.get('slot'))
+            if bus is not None and slot is not None:
+                used.setdefault(bus, set()).add(slot)
+    if 'pcie-root' in models.values():
+        return len([c for c in controllers if c.get('model') in _PCIE_PORTS and _int(c.get('index')) not in used
+                    and (c.find('target') is None or c.find('target').get('hotplug') != 'off')])
+    if 'pci-root' in models.values():
+        free = len(set(_ROOT_BUS_SLOTS) - used.get(0, set()))
+        for index, model in models.items():
+            if model == 'pci-bridge':
+                free += len(set(_BRIDGE_SLOTS) - used.get(index, set()))
+        return free
+    return None

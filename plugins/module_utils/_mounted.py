@@ -124,13 +124,22 @@ def _check(m):
             raise OperationFailed('%s: models %s and %s derive the same virtiofs tag %s' % (ctx.where, m.model, other, m.entry))
     if not state.shared_memory:
         raise OperationFailed('%s has no shared memory backing, which virtiofs needs: %s' % (ctx.where, SHARED_MEMORY_HINT))
-    if m.running and state.guest_error is not None and state.guest_error.unreachable:
+    if m.running and isinstance(state.guest_error, _guest.CommandsDisabled):
+        if m.desired['guest_mount'] or (m.current or {}).get('guest_mount'):
+            raise OperationFailed('%s: the guest side cannot be read or changed, so model %s cannot be mounted (or '
+                                  'taken out) there; nothing was changed: %s' % (ctx.where, m.model, state.guest_error))
+        # guest_mount: false, and the model was never mounted in the guest by a run: the guest is left alone.
+    elif m.running and state.guest_error is not None and state.guest_error.unreachable:
         raise OperationFailed('%s: the guest agent does not answer, so the guest side cannot be checked or changed '
                               '(is qemu-guest-agent running in the guest?): %s' % (ctx.where, state.guest_error))
-    if m.running and state.guest_error is not None:
+    elif m.running and state.guest_error is not None:
         raise OperationFailed('%s: the guest side cannot be read, so it cannot be checked or changed; nothing was '
                               'changed: %s' % (ctx.where, state.guest_error))
-    if m.running and m.desired['guest_mount']:
+    if m.running and m.desired['guest_mount'] and state.guest_error is None:
+        try:
+            ctx.agent.require(_guest.EXEC_COMMANDS, 'mounting model %s in the guest' % m.model)
+        except _guest.CommandsDisabled as exc:
+            raise OperationFailed('%s: nothing was changed: %s' % (ctx.where, exc))
         at = state.guest_mount_at(m.path)
         if at is not None and at not in m.model_mounts():
             raise OperationFailed('%s: %s is already a mount point in the guest (%s, %s), not of model %s; '
@@ -145,9 +154,9 @@ def _mount_point(m):
     changes, on the host (its volume mount) or in the VM (a device)."""
     if m.running and m.desired['guest_mount'] and not any(e['target'] == m.path for e in m.model_mounts()):
         agent, path, created = m.ctx.agent, m.path, []
-        m.ctx.plan.add('create the mount point %s in the guest' % path,
-                       lambda: created.extend(agent.make_dirs(path)),
-                       lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
+        m.ctx.plan.add_guest('create the mount point %s in the guest' % path,
+                             lambda: created.extend(agent.make_dirs(path)),
+                             lambda: agent.remove_dirs(created), 'removed the directories it created in the guest')
 
 
 SLOW_VOLUME = ('volume %s at %s does not answer statfs within %ss: it is slow or hung, which cannot be told apart, so '
@@ -294,11 +303,19 @@ def _device(m):
     backend_dead = live_dev is not None and state.backend_alive(device) is False
     if backend_dead and state.guest_mounts_of(device):
         raise OperationFailed(BACKEND_DEAD % (ctx.where, device, ', '.join(e['target'] for e in state.guest_mounts_of(device))))
+    if backend_dead and state.guest_mounts is None:
+        raise OperationFailed('%s: the virtiofsd process of device %s is gone, and the guest may still mount it (its mount '
+                              'table cannot be read): a detach would hang; nothing was changed. Restart the VM (shutdown '
+                              'and start) and run again' % (ctx.where, device))
     device_xml = _libvirt.filesystem_xml(view, device, desired['cache'])
     if backend_dead:
         add('detach device %s, whose virtiofsd is gone (live)' % device, lambda: ctx.detach(device_xml, device, True, False))
     attach_live = m.running and (live_dev is None or backend_dead)
     attach_cfg = m.want_config and cfg_dev is None
+    if attach_live and not backend_dead and _libvirt.free_hotplug_slots(state.live_xml) == 0:
+        # A device whose virtiofsd died is detached first and frees its slot; a first device needs one free.
+        raise OperationFailed('%s has no free hot-plug slot for the shared device %s; nothing was changed: %s'
+                              % (ctx.where, device, _libvirt.SLOT_HINT))
     if attach_live or attach_cfg:
         add('attach the shared virtiofs device %s for %s (%s)' % (device, view, scope(attach_live, attach_cfg)),
             lambda: attach(ctx, device_xml, device, attach_live, attach_cfg),
@@ -316,6 +333,9 @@ def attach(ctx, device_xml, tag, live, config):
             raise OperationFailed('libvirt refused the hot-plug although the VM has shared memory backing: libvirt '
                                   'before 9.2 forgets it for running VMs once libvirtd restarts (Red Hat bug 2078693). '
                                   'Restart the VM (shutdown and start) and run again. libvirt said: %s' % exc)
+        if live and 'No more available PCI slots' in str(exc):
+            raise OperationFailed('the VM has no free hot-plug slot for device %s: %s. libvirt said: %s'
+                                  % (tag, _libvirt.SLOT_HINT, exc))
         raise
     if live and not any(d['tag'] == tag for d in _libvirt.filesystems(ctx.domain.xml())):
         raise OperationFailed('device %s is not in the live XML after attaching it' % tag)
@@ -377,8 +397,8 @@ def _guest_facts(m):
         dead = state.guest_mounts_of(device)
     if dead:
         for entry in reversed(dead):
-            ctx.plan.add('unmount the dead %s from %s in the guest (its device is gone or was attached again)'
-                         % (device, entry['target']), lambda target=entry['target']: ctx.guest_umount(target, True))
+            ctx.plan.add_guest('unmount the dead %s from %s in the guest (its device is gone or was attached again)'
+                               % (device, entry['target']), lambda target=entry['target']: ctx.guest_umount(target, True))
         m.cleared = set(e['id'] for e in dead)
         base_here = keep = None
         m.guest_touched = True
@@ -394,13 +414,12 @@ def _guest_base(m):
     if not m.desired['guest_mount']:
         return
     ctx, state, agent, device, base = m.ctx, m.ctx.state, m.ctx.agent, m.device, m.base
-    add = ctx.plan.add
     read_only = m.key.startswith('ro')
     read_ahead = read_ahead_of(state, device, m.desired)
     here = m.base_here
     if here is not None and ('ro' in here['options']) != read_only:
-        add('unmount the base mount %s of %s in the guest (wrong access mode)' % (base, device),
-            lambda: ctx.guest_umount(base, True))
+        ctx.plan.add_guest('unmount the base mount %s of %s in the guest (wrong access mode)' % (base, device),
+                           lambda: ctx.guest_umount(base, True))
         here = None
     if here is None:
         made, created = {}, []
@@ -414,11 +433,11 @@ def _guest_base(m):
             taken = take_back_guest_mount(ctx, device, base)
             agent.remove_dirs(created)
             return taken
-        add('mount the shared device %s at %s in the guest (%s)' % (device, base, 'ro' if read_only else 'rw'),
-            mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base), unsure=True)
+        ctx.plan.add_guest('mount the shared device %s at %s in the guest (%s)' % (device, base, 'ro' if read_only else 'rw'),
+                           mount_base, unmount_base, 'unmounted %s from %s in the guest' % (device, base), unsure=True)
         if read_ahead:
-            add('set the readahead of %s in the guest to %d KiB' % (device, read_ahead),
-                lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
+            ctx.plan.add_guest('set the readahead of %s in the guest to %d KiB' % (device, read_ahead),
+                               lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
         m.guest_touched = True
     elif read_ahead:
         # Read every time (one small sysfs file): it is lost with every new base mount, can be changed by hand,
@@ -426,9 +445,9 @@ def _guest_base(m):
         dev = here['dev']
         now_kb = agent.read_ahead_kb(dev)
         if now_kb is not None and now_kb != read_ahead:
-            add('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (device, read_ahead, now_kb),
-                lambda: agent.set_read_ahead_kb(dev, read_ahead),
-                lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % device)
+            ctx.plan.add_guest('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (device, read_ahead, now_kb),
+                               lambda: agent.set_read_ahead_kb(dev, read_ahead),
+                               lambda: agent.set_read_ahead_kb(dev, now_kb), 'restored the readahead of %s' % device)
             m.guest_touched = True
 
 
@@ -491,9 +510,9 @@ def _fstab(m):
     new_fstab = fstab_for(old_fstab, m.ctx.state, m.desired, m.current)
     if new_fstab != old_fstab:
         agent = m.ctx.agent
-        m.ctx.plan.add('write the fstab lines of %s in the guest' % m.model,
-                       lambda: agent.write_file(_guest.FSTAB, new_fstab),
-                       lambda: restore_fstab(agent, old_fstab), 'restored the guest fstab', unsure=True)
+        m.ctx.plan.add_guest('write the fstab lines of %s in the guest' % m.model,
+                             lambda: agent.write_file(_guest.FSTAB, new_fstab),
+                             lambda: restore_fstab(agent, old_fstab), 'restored the guest fstab', unsure=True)
 
 
 def restore_fstab(agent, old_fstab):
@@ -511,13 +530,12 @@ def _guest_mount(m):
     if not m.running:
         return
     ctx, desired, path, agent = m.ctx, m.desired, m.path, m.ctx.agent
-    add = ctx.plan.add
     keep = m.keep
     for entry in reversed(m.model_mounts()):
         if entry is keep or entry['id'] in m.cleared:
             continue
-        add('unmount %s from %s in the guest (%s)' % (entry['source'], entry['target'], _why(m, entry)),
-            lambda target=entry['target']: ctx.guest_umount(target, True))
+        ctx.plan.add_guest('unmount %s from %s in the guest (%s)' % (entry['source'], entry['target'], _why(m, entry)),
+                           lambda target=entry['target']: ctx.guest_umount(target, True))
         m.guest_touched = True
     if desired['guest_mount'] and keep is None:
         source = '%s/%s' % (m.base, m.entry)
@@ -528,8 +546,8 @@ def _guest_mount(m):
             found = _confirm_guest_mount(ctx, m.device, path)
             m.verified = _state.data_path(ctx.domain, _libvirt.filesystems(ctx.domain.xml()), m.device, ctx.host,
                                           m.key, m.entry, found['id'])
-        add('bind %s at %s in the guest (%s)' % (source, path, ro_opt), bind,
-            lambda: take_back_guest_mount(ctx, m.device, path), 'unmounted %s from the guest' % path, unsure=True)
+        ctx.plan.add_guest('bind %s at %s in the guest (%s)' % (source, path, ro_opt), bind,
+                           lambda: take_back_guest_mount(ctx, m.device, path), 'unmounted %s from the guest' % path, unsure=True)
         m.guest_touched = True
 
 
@@ -574,8 +592,8 @@ def drop_shared(ctx, device, leaving):
     if state.active:
         for entry in reversed(state.guest_mounts_of(device)):
             if entry.get('root', '/') == '/':
-                ctx.plan.add('unmount the shared device %s from %s in the guest' % (device, entry['target']),
-                             lambda target=entry['target']: ctx.guest_umount(target, ctx.params['force']))
+                ctx.plan.add_guest('unmount the shared device %s from %s in the guest' % (device, entry['target']),
+                                   lambda target=entry['target']: ctx.guest_umount(target, ctx.params['force']))
     if live is not None or cfg is not None:
         xml = _libvirt.filesystem_xml((live or cfg)['source'], device)
         wait = ' and wait until the guest released it' if live else ''

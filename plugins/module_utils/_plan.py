@@ -30,11 +30,13 @@ class OperationFailed(AimodelError):
 
 
 class Step:
-    def __init__(self, text, do, undo=None, undo_text=None, unsure=False):
+    def __init__(self, text, do, undo=None, undo_text=None, unsure=False, guest=False):
         self.text = text
         self.do = do
         self.undo = undo
         self.undo_text = undo_text
+        # The step works in the guest, through guest commands (and so does its undo).
+        self.guest = guest
         # The step may have done its work when it fails (a guest command whose answer never came, a mount it could
         # not confirm): then its undo runs first in the rollback, and returns False when it found nothing to undo.
         self.unsure = unsure
@@ -54,6 +56,10 @@ class Plan:
         """A step. ``undo`` None with an ``undo_text``: kept on purpose, and said so after a failure. ``unsure``:
         see Step."""
         self.steps.append(Step(text, do, undo, undo_text, unsure))
+
+    def add_guest(self, text, do, undo=None, undo_text=None, unsure=False):
+        """A step in the guest (see ``Context.check_guest_steps``)."""
+        self.steps.append(Step(text, do, undo, undo_text, unsure, guest=True))
 
     def apply(self):
         done = []
@@ -118,6 +124,17 @@ class Context:
         own guest mount, then the rollback): a guest that used up the run's time is still asked to take back what
         the run did in it, and cannot make the undoing last longer than that."""
         self.agent.allow_rollback(self.params['agent_timeout'])
+
+    def check_guest_steps(self):
+        """Before anything changes (in check mode too): a plan with steps in the guest needs an agent that runs
+        guest commands; one that has disabled them fails the run here, naming them."""
+        steps = [s.text for s in self.plan.steps if s.guest]
+        if not steps:
+            return
+        try:
+            self.agent.require(_guest.EXEC_COMMANDS, 'the steps in the guest (%s)' % steps[0])
+        except _guest.CommandsDisabled as exc:
+            raise OperationFailed('%s: nothing was changed: %s' % (self.where, exc))
 
     def guest_umount(self, target, force):
         """Unmount in the guest; with ``force`` a busy mount is unmounted lazily."""

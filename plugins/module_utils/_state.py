@@ -40,6 +40,9 @@ class VmState:
 
     def read_guest(self):
         try:
+            # Which commands the agent allows, once (one round trip): a locked-down agent is told apart from one
+            # that does not answer, and the reads below use what it allows.
+            self.agent.commands()
             self.guest_mounts = self.agent.mounts()
             self.fstab = self.agent.read_file(_guest.FSTAB) or ''
             self.guest_error = None

@@ -171,6 +171,11 @@ options:
     description:
       - Mount the model inside the guest. V(false) only makes it available to the VM (device and bind on the
         host) and records it.
+      - V(false) is the way for guests whose owners mount by themselves, and for guests whose agent refuses guest
+        commands (RHEL-family guests lock it down by default); the guest is then never asked to run anything. The
+        guest mounts the shared device itself, for example with the fstab line
+        C(aimodel-ro /models virtiofs ro,nosuid,nodev,nofail 0 0), and finds the model in the directory named by
+        RV(mount.tag) below it (docs/guests.md).
     type: bool
     default: true
   force:
@@ -283,6 +288,20 @@ notes:
   - C(unmounting ... failed ... the mount is busy) - a guest process uses the model; stop it or use O(force=true).
   - C(the virtiofsd process of device ... is gone) or C(libvirt refused the hot-plug although the VM has shared
     memory backing) - only a restart of the VM (shutdown and start) clears these; run again afterwards.
+  - C(the guest agent of VM ... has disabled guest-exec, ...) - the agent answers but refuses commands the run needs
+    (it is checked before anything changes, with one guest-info per run). RHEL-family guests ship it locked down in
+    C(/etc/sysconfig/qemu-ga) (C(BLACKLIST_RPC) on RHEL 8, the C(--allow-rpcs) list of C(FILTER_RPC_ARGS) on RHEL 9
+    family); allow the commands named there, or use O(guest_mount=false). The same error names a guest whose file
+    systems are frozen (C(the agent is in frozen state)); thaw them (C(virsh domfsthaw)).
+  - C(... has no free hot-plug slot for the shared device) (or libvirt's C(No more available PCI slots)) - the first
+    model of a VM and access mode hot-plugs one PCI device. On q35 each device needs a free C(pcie-root-port); add
+    C(<controller type='pci' model='pcie-root-port'/>) to the VM's XML and restart it (shutdown and start).
+    RV(aimodel.kvm.vm_model_mount_info#module:vms[].free_hotplug_slots) shows how many a VM has left.
+  - C(the kernel of the guest ... has no virtiofs file system) - the guest needs Linux 5.4 or later with
+    C(CONFIG_VIRTIO_FS); the run is rolled back.
+  - C(replacing /etc/fstab failed ... on a read-only file system in the guest) - the guest's root is read-only; use
+    O(persist=false), or make the fstab writable (a symbolic link to a writable place is followed). The run is rolled
+    back.
 seealso:
   - module: aimodel.kvm.vm_model_mount_info
 '''
@@ -498,6 +517,7 @@ def run(module, desired, volume):
             return _plan.vm_missing(module.params, desired)
         ctx = _plan.Context(module.params, desired, volume, domain)
         before, after = plan(ctx)
+        ctx.check_guest_steps()
         if not module.check_mode:
             ctx.plan.apply()
         return _plan.result(ctx, before, after, module._diff)  # pylint: disable=protected-access

@@ -275,6 +275,10 @@ mounts:
           manual umount).
         - V(stale_guest_mount) the guest lists it but cannot read it (Transport endpoint is not connected).
         - V(guest_unreachable) the guest agent does not answer, so the guest side is unknown.
+        - V(guest_commands_disabled) the guest agent answers but refuses the commands that read the guest (a
+          locked-down agent, or frozen file systems), so the guest side of a model mounted in the guest is unknown;
+          RV(vms[].guest_disabled_commands) names them. A model with O(aimodel.kvm.vm_model_mount#module:guest_mount=false)
+          is not observed in the guest and gets no such reason.
         - V(guest_error) the guest answered out of bounds (a file or an output past its cap, a reply of the wrong
           shape, the VM's time used up) or a guest command failed; RV(vms[].guest_error) says what. Other VMs are
           reported in full.
@@ -346,11 +350,47 @@ vms:
       persistent: true
       guest_reachable: true
       guest_error: null
+      guest_disabled_commands: []
+      guest_unobserved: []
+      guest_frozen: false
+      free_hotplug_slots: 4
   contains:
     guest_reachable:
-      description: Whether the guest agent answered (null for a stopped VM).
+      description: Whether the guest agent answered (null for a stopped VM); true for an agent that answers but
+        refuses commands.
       returned: unless RV(vms[].error) is set
       type: bool
+    guest_disabled_commands:
+      description:
+        - The commands of the guest agent that the collection uses (C(guest-exec), C(guest-exec-status),
+          C(guest-file-open), C(guest-file-read), C(guest-file-close)) and that the agent has disabled, as its
+          C(guest-info) says; null for a stopped VM or an agent that does not answer.
+      returned: unless RV(vms[].error) is set
+      type: list
+      elements: str
+    guest_unobserved:
+      description:
+        - What of the guest could not be observed because of RV(vms[].guest_disabled_commands) - V(mounts) (the mount
+          table), V(fstab), V(read_ahead), V(accessible) (whether a mount answers, which needs a guest command); the
+          fields of the mounts that depend on them are then null. Empty when everything was observed.
+        - C(guest-get-fsinfo), which locked-down agents often allow, is not used - it leaves out every file system
+          without a block device, virtiofs among them.
+      returned: unless RV(vms[].error) is set
+      type: list
+      elements: str
+    guest_frozen:
+      description: Whether the guest's file systems are frozen (C(guest-fsfreeze-status)), asked only when the agent
+        refuses commands; while they are, the agent refuses all but a few.
+      returned: unless RV(vms[].error) is set
+      type: bool
+    free_hotplug_slots:
+      description:
+        - How many PCI devices more can be hot-plugged into the running VM, from its live XML - on q35 the
+          C(pcie-root-port) controllers with no device on them, on pc the free slots of the root bus (and of its
+          pci-bridges). The first model of a VM and access mode needs one; the models after it need none.
+        - Null for a stopped VM, or a machine type whose slots cannot be told from its XML.
+      returned: unless RV(vms[].error) is set
+      type: int
     guest_error:
       description: What went wrong with the guest (clipped guest text), or null.
       returned: unless RV(vms[].error) is set

@@ -32,6 +32,17 @@ UUID = '11111111-2222-3333-4444-555555555555'
 FAKE_IDENTITY = ('labvol', '0b1e4c2a-5d1f-4e2b-9a5e-3f1c2d3e4f50')
 READ_AHEAD = '/sys/class/bdi/%s/read_ahead_kb'
 NOT_CONNECTED = 'Transport endpoint is not connected'
+# What the fake agent offers (guest-info), and what it still answers while the guest's file systems are frozen.
+AGENT_COMMANDS = ('guest-ping', 'guest-info', 'guest-exec', 'guest-exec-status', 'guest-file-open', 'guest-file-read',
+                  'guest-file-write', 'guest-file-close', 'guest-get-fsinfo', 'guest-fsfreeze-status',
+                  'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw')
+FROZEN_ALLOWED = ('guest-ping', 'guest-info', 'guest-sync', 'guest-sync-delimited', 'guest-fsfreeze-status',
+                  'guest-fsfreeze-thaw')
+# Ports of a q35 fake VM that its own devices (disk, virtio-serial) take.
+BUSY_PORTS = 2
+# The commands a RHEL 8 guest's /etc/sysconfig/qemu-ga blocks (BLACKLIST_RPC).
+RHEL8_BLOCKED = ('guest-file-open', 'guest-file-close', 'guest-file-read', 'guest-file-write', 'guest-file-seek',
+                 'guest-file-flush', 'guest-exec', 'guest-exec-status')
 
 
 class FakeGuest:
@@ -46,7 +57,14 @@ class FakeGuest:
         self.stale = set()          # paths whose statfs fails, whatever they read through
         self.fail_mount = None      # the error of every virtiofs mount and bind from now on
         self.reachable = True
+        # An agent that refuses the guest-file-* commands without saying so in guest-info.
         self.no_file_ops = False
+        # Commands the agent has disabled (--block-rpcs) and lists so in guest-info; ``frozen``: the guest's file
+        # systems are frozen, and the agent refuses all but FROZEN_ALLOWED.
+        self.disabled = set()
+        self.frozen = False
+        # The kernel's /proc/filesystems has virtiofs; without it, a virtiofs mount fails with ENODEV.
+        self.kernel_virtiofs = True
         self.read_only_files = set()
         self.next_mount_id = 200
         self.argvs = []
@@ -99,6 +117,9 @@ class FakeGuest:
     def virtiofs_mounts(self):
         return [m for m in self.mounts if m['fstype'] == _guest.FSTYPE]
 
+    def proc_filesystems(self):
+        return 'nodev\tproc\n\text4\n' + ('nodev\tvirtiofs\n' if self.kernel_virtiofs else '')
+
     def read_ahead(self, dev):
         return self.files.get(READ_AHEAD % dev)
 
@@ -127,6 +148,8 @@ class FakeGuest:
             path, limit = (argv[1], None) if cmd == 'cat' else (argv[3], int(argv[2]))
             if path == '/proc/self/mountinfo':
                 return 0, self.proc_mounts()[:limit], ''
+            if path == '/proc/filesystems':
+                return 0, self.proc_filesystems()[:limit], ''
             if path in self.files:
                 return 0, self.files[path][:limit], ''
             return 1, '', '%s: can\'t open \'%s\': No such file or directory\n' % (cmd, path)
@@ -168,6 +191,8 @@ class FakeGuest:
         opts, tag, path = argv[4], argv[5], argv[6]
         if self.fail_mount:
             return 255, '', 'mount: mounting %s on %s failed: %s\n' % (tag, path, self.fail_mount)
+        if not self.kernel_virtiofs:
+            return 255, '', 'mount: mounting %s on %s failed: No such device\n' % (tag, path)
         instance = self._device_instance(tag)
         if instance is None:
             return 255, '', 'mount: mounting %s on %s failed: Invalid argument\n' % (tag, path)
@@ -214,8 +239,11 @@ class FakeGuest:
 class FakeDomain:
     """Implements the methods of ``_libvirt.Domain`` on plain data."""
 
-    def __init__(self, name='vm1', uuid=UUID, active=True, persistent=True, shared_memory=True):
+    def __init__(self, name='vm1', uuid=UUID, active=True, persistent=True, shared_memory=True, root_ports=None):
         self.name = name
+        # pc (None: the root bus, slots 2-31, the VM's own devices in slots 2 and 3) or q35 with this many
+        # pcie-root-ports, the first BUSY_PORTS of them taken by the VM's own devices.
+        self.root_ports = root_ports
         self.uuid = uuid
         self.active = active
         self.persistent = persistent
@@ -249,6 +277,7 @@ class FakeDomain:
             mb = ET.SubElement(root, 'memoryBacking')
             ET.SubElement(mb, 'access', {'mode': 'shared'})
         devices = ET.SubElement(root, 'devices')
+        self._controllers(devices)
         for index, (tag, source) in enumerate(self.config if config else self.live):
             fs = ET.SubElement(devices, 'filesystem', {'type': 'mount'})
             ET.SubElement(fs, 'driver', {'type': 'virtiofs'})
@@ -256,7 +285,30 @@ class FakeDomain:
             ET.SubElement(fs, 'target', {'dir': tag})
             if not config:
                 ET.SubElement(fs, 'alias', {'name': 'fs%d' % index})
+                bus, slot = (0, 4 + index) if self.root_ports is None else (BUSY_PORTS + 1 + index, 0)
+                ET.SubElement(fs, 'address', {'type': 'pci', 'domain': '0x0000', 'bus': '0x%02x' % bus,
+                                              'slot': '0x%02x' % slot, 'function': '0x0'})
         return ET.tostring(root, encoding='unicode')
+
+    def _controllers(self, devices):
+        """The PCI controllers and the VM's own devices (a disk and the agent's virtio-serial) on them."""
+        def address(parent, bus, slot, function=0):
+            ET.SubElement(parent, 'address', {'type': 'pci', 'domain': '0x0000', 'bus': '0x%02x' % bus,
+                                              'slot': '0x%02x' % slot, 'function': '0x%x' % function})
+        if self.root_ports is None:
+            ET.SubElement(devices, 'controller', {'type': 'pci', 'index': '0', 'model': 'pci-root'})
+            own = [(0, 2), (0, 3)]
+        else:
+            ET.SubElement(devices, 'controller', {'type': 'pci', 'index': '0', 'model': 'pcie-root'})
+            for index in range(1, self.root_ports + 1):
+                port = ET.SubElement(devices, 'controller', {'type': 'pci', 'index': str(index), 'model': 'pcie-root-port'})
+                address(port, 0, 1, index - 1)
+            own = [(index, 0) for index in range(1, min(BUSY_PORTS, self.root_ports) + 1)]
+        for bus, slot in own:
+            address(ET.SubElement(devices, 'disk', {'type': 'file', 'device': 'disk'}), bus, slot)
+
+    def free_ports(self):
+        return None if self.root_ports is None else self.root_ports - BUSY_PORTS - len(self.live)
 
     # devices
     @staticmethod
@@ -271,6 +323,8 @@ class FakeDomain:
             raise _libvirt.VirtError('Requested operation is not valid: domain is not running', 55)
         if config and any(t == tag for t, _s in self.config):
             raise _libvirt.VirtError('Requested operation is not valid: Target already exists', 55)
+        if live and self.free_ports() is not None and self.free_ports() <= 0:
+            raise _libvirt.VirtError('internal error: No more available PCI slots', 1)
         if live:
             self.live.append((tag, source))   # no duplicate check, like libvirt 9.0 on a live attach
             self.backends[tag] = '%d.%d' % (4000 + len(self.calls), 7)
@@ -326,8 +380,19 @@ class FakeDomain:
             raise _libvirt.VirtError('Guest agent is not responding: QEMU guest agent is not connected', 86)
         request = json.loads(command_json)
         name, args = request['execute'], request.get('arguments', {})
+        if not self._enabled(name):
+            if self.guest.frozen:
+                raise _libvirt.VirtError("internal error: unable to execute QEMU agent command '%s': Command %s has "
+                                         "been disabled: the agent is in frozen state" % (name, name), 1)
+            raise _libvirt.VirtError("internal error: unable to execute QEMU agent command '%s': Command %s has "
+                                     "been disabled" % (name, name), 1)
         if name == 'guest-ping':
             result = {}
+        elif name == 'guest-info':
+            result = {'version': '7.2.22', 'supported_commands': [
+                {'name': n, 'enabled': self._enabled(n), 'success-response': True} for n in AGENT_COMMANDS]}
+        elif name == 'guest-fsfreeze-status':
+            result = 'frozen' if self.guest.frozen else 'thawed'
         elif name == 'guest-exec':
             stdin = base64.b64decode(args['input-data']) if 'input-data' in args else None
             rc, out, err = self.guest.execute([args['path']] + args.get('arg', []), stdin)
@@ -346,6 +411,8 @@ class FakeDomain:
             if args.get('mode', 'r').startswith('r'):
                 if args['path'] == '/proc/self/mountinfo':
                     data = self.guest.proc_mounts()
+                elif args['path'] == '/proc/filesystems':
+                    data = self.guest.proc_filesystems()
                 elif args['path'] in self.guest.files:
                     data = self.guest.files[args['path']]
                 else:
@@ -373,6 +440,9 @@ class FakeDomain:
         else:
             raise AssertionError('unexpected agent command %s' % name)
         return json.dumps({'return': result})
+
+    def _enabled(self, name):
+        return name not in self.guest.disabled and (not self.guest.frozen or name in FROZEN_ALLOWED)
 
 
 class FakeConnection:

@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FakeDomain, GuestClock, guest_run, slow_guest
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import RHEL8_BLOCKED, FakeDomain, GuestClock, guest_run, slow_guest
 
 
 FSTAB = '# comment\n/dev/vda /persist ext4 rw 0 0\naim-a-1 /mnt/a virtiofs ro,nofail 0 0\n'
@@ -375,3 +375,146 @@ def test_more_guest_time_for_a_rollback(clock):
 def test_guest_text_in_messages_is_clipped_and_escaped():
     text = _guest.clip('a\x1b[31m' + 'b' * 1000)
     assert text.startswith('a\\x1b[31m') and text.endswith('...') and len(text) <= _guest.MAX_GUEST_TEXT + 3
+
+
+# --- what the agent allows ---------------------------------------------------------------------------------
+
+def test_the_agent_is_asked_once_which_commands_it_allows():
+    dom = FakeDomain()
+    agent = _guest.Agent(dom)
+    assert agent.commands()['guest-exec'] is True
+    agent.commands()
+    assert agent.round_trips == 1 and agent.disabled(_guest.EXEC_COMMANDS) == [] and agent.frozen is False
+
+
+def test_a_disabled_command_is_refused_by_an_agent_that_answers_not_an_unreachable_one():
+    # libvirt's text for an older qemu-ga, for 7.2 (seen in the lab) and for later releases.
+    for text in ("internal error: unable to execute QEMU agent command 'guest-exec': The command guest-exec has been "
+                 "disabled for this instance",
+                 "internal error: unable to execute QEMU agent command 'guest-exec': Command guest-exec has been disabled",
+                 "Command guest-exec has been disabled: the agent is in frozen state"):
+        class Refusing:
+            name = 'vm1'
+
+            @staticmethod
+            def agent_command(_json, _timeout, text=text):
+                raise RuntimeError(text)
+        with pytest.raises(_guest.CommandsDisabled) as caught:
+            _guest.Agent(Refusing()).command('guest-exec', {'path': 'true'})
+        assert not caught.value.unreachable and caught.value.commands == ['guest-exec']
+        if caught.value.frozen:
+            assert 'frozen state' in text and 'domfsthaw' in str(caught.value)
+        else:
+            assert 'BLACKLIST_RPC' in str(caught.value) and 'FILTER_RPC_ARGS' in str(caught.value)
+
+
+def test_a_rhel8_agent_is_refused_before_any_guest_command_naming_what_it_blocks():
+    dom = FakeDomain()
+    dom.guest.disabled.update(RHEL8_BLOCKED)
+    agent = _guest.Agent(dom)
+    agent.commands()
+    with pytest.raises(_guest.CommandsDisabled) as caught:
+        agent.mounts()
+    assert caught.value.commands == ['guest-exec', 'guest-exec-status', 'guest-file-close', 'guest-file-open',
+                                     'guest-file-read']
+    assert 'reading /proc/self/mountinfo' in str(caught.value) and 'guest_mount: false' in str(caught.value)
+    with pytest.raises(_guest.CommandsDisabled, match='running mkdir'):
+        agent.make_dirs('/mnt/a')
+    # guest-info and guest-fsfreeze-status (it disabled commands: frozen?); nothing asked that it refuses.
+    assert agent.round_trips == 2 and dom.guest.argvs == []
+
+
+def test_an_agent_without_file_commands_reads_with_a_guest_command_at_once():
+    dom = FakeDomain()
+    dom.guest.disabled.update(['guest-file-open', 'guest-file-read', 'guest-file-write', 'guest-file-close'])
+    agent = _guest.Agent(dom)
+    agent.commands()
+    assert agent.read_file('/etc/fstab') == dom.guest.files['/etc/fstab']
+    # guest-info, guest-fsfreeze-status (asked once, as the agent disabled commands), guest-exec and its status:
+    # no guest-file-open that it refuses.
+    assert agent.round_trips == 4
+    agent.set_read_ahead_kb('0:24', 1024)
+    assert dom.guest.files['/sys/class/bdi/0:24/read_ahead_kb'] == '1024\n'
+
+
+def test_a_frozen_guest_is_told_apart_from_a_locked_down_one():
+    dom = FakeDomain()
+    dom.guest.frozen = True
+    agent = _guest.Agent(dom)
+    agent.commands()
+    assert agent.frozen is True
+    with pytest.raises(_guest.CommandsDisabled) as caught:
+        agent.read_file('/etc/fstab')
+    assert caught.value.frozen and 'domfsthaw' in str(caught.value) and 'BLACKLIST_RPC' not in str(caught.value)
+    # Frozen after the agent was asked: its answer says so.
+    dom = FakeDomain()
+    agent = _guest.Agent(dom)
+    agent.commands()
+    dom.guest.frozen = True
+    with pytest.raises(_guest.CommandsDisabled, match='domfsthaw'):
+        agent.run(['true'])
+
+
+def test_an_agent_that_does_not_say_what_it_allows_is_taken_to_allow_everything():
+    dom = FakeDomain()
+    dom.guest.disabled.add('guest-info')
+    agent = _guest.Agent(dom)
+    assert agent.commands() == {} and agent.disabled(_guest.EXEC_COMMANDS) == []
+    assert agent.read_file('/etc/fstab') == dom.guest.files['/etc/fstab']
+
+
+# --- other guest facts -------------------------------------------------------------------------------------
+
+def test_a_guest_kernel_without_virtiofs_fails_at_once_and_says_so(clock):
+    dom = FakeDomain()
+    dom.attach(_libvirt.filesystem_xml('/view', 'aimodel-ro'), True, False)
+    dom.guest.kernel_virtiofs = False
+    guest_run(dom, ['mkdir', '-p', '/run/aimodel/ro'])
+    with pytest.raises(_guest.GuestError, match='has no virtiofs file system') as caught:
+        _guest.Agent(dom).mount_virtiofs('aimodel-ro', '/run/aimodel/ro', True, wait=30.0)
+    assert 'Linux 5.4' in str(caught.value) and 'CONFIG_VIRTIO_FS' in str(caught.value)
+    assert len([a for a in dom.guest.argvs if a[0] == 'mount']) == 1, 'no retries'
+
+
+def test_util_linux_unknown_filesystem_type_is_a_kernel_without_virtiofs():
+    class Mount:
+        name = 'vm1'
+        pids = {}
+
+        def agent_command(self, command_json, _timeout):
+            request = json.loads(command_json)
+            if request['execute'] == 'guest-exec':
+                return '{"return": {"pid": 5}}'
+            err = "mount: /run/aimodel/ro: unknown filesystem type 'virtiofs'.\n".encode()
+            import base64
+            return json.dumps({'return': {'exited': True, 'exitcode': 32, 'err-data': base64.b64encode(err).decode()}})
+    with pytest.raises(_guest.GuestError, match="has no virtiofs file system .*unknown filesystem type 'virtiofs'"):
+        _guest.Agent(Mount()).mount_virtiofs('aimodel-ro', '/run/aimodel/ro', True, wait=30.0)
+
+
+def test_a_device_not_yet_discovered_is_still_waited_for_on_a_kernel_with_virtiofs(clock):
+    dom = FakeDomain()
+    with pytest.raises(_guest.GuestError, match='Invalid argument'):
+        _guest.Agent(dom).mount_virtiofs('aimodel-ro', '/mnt', True, wait=2.0)
+    assert len([a for a in dom.guest.argvs if a[0] == 'mount']) > 1
+
+
+def test_an_fstab_on_a_read_only_file_system_says_what_to_do():
+    dom = FakeDomain()
+    dom.guest.read_only_files.add('/etc/fstab')
+    with pytest.raises(_guest.GuestError, match='read-only file system in the guest') as caught:
+        _guest.Agent(dom).write_file('/etc/fstab', 'x\n')
+    assert 'persist: false' in str(caught.value)
+
+
+def test_a_command_an_older_agent_does_not_have_is_no_unreachable_agent():
+    class Old:
+        name = 'vm1'
+
+        @staticmethod
+        def agent_command(_json, _timeout):
+            raise RuntimeError("internal error: unable to execute QEMU agent command 'guest-exec': The command "
+                               "guest-exec has not been found")
+    with pytest.raises(_guest.GuestError, match='does not have guest-exec') as caught:
+        _guest.Agent(Old()).command('guest-exec', {'path': 'true'})
+    assert not caught.value.unreachable

@@ -21,7 +21,8 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID, GuestClock, guest_run, slow_guest
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, RHEL8_BLOCKED, UUID, GuestClock, guest_run, \
+    slow_guest
 
 TAG = _spec.derive_tag('m1')
 TAG2 = _spec.derive_tag('m2')
@@ -1416,3 +1417,130 @@ def test_absent_of_an_unrecorded_model_whose_tag_another_record_names_keeps_its_
     assert snapshot(domain) == before
     assert host.pinned(UUID) == {TAG2: ('ro', 'models/m2', True)}
     assert domain.guest.answers('/mnt/models/m2')
+
+
+# --- guests that refuse commands, hot-plug slots, other guest facts --------------------------------------------
+
+@pytest.mark.parametrize('check', [False, True])
+def test_an_agent_locked_down_like_rhel8_fails_before_any_change_and_says_how_to_allow(domain, host, run_module, check):
+    domain.guest.disabled.update(RHEL8_BLOCKED)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS, check=check)
+    assert result['failed'], result
+    msg = result['msg']
+    assert 'has disabled guest-exec, guest-exec-status, guest-file-close, guest-file-open, guest-file-read' in msg
+    assert '/etc/sysconfig/qemu-ga' in msg and 'BLACKLIST_RPC' in msg and 'FILTER_RPC_ARGS' in msg
+    assert 'guest_mount: false' in msg and 'nothing was changed' in msg
+    assert 'does not answer' not in msg and 'is qemu-guest-agent running' not in msg
+    assert snapshot(domain) == before and host.calls == [] and host.mount_calls == []
+    assert domain.guest.argvs == []
+
+
+def test_an_agent_that_reads_files_but_runs_no_command_fails_before_any_change(domain, host, run_module):
+    domain.guest.disabled.update(['guest-exec', 'guest-exec-status'])
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'has disabled guest-exec, guest-exec-status' in result['msg'], result
+    assert 'mounting model m1 in the guest' in result['msg']
+    assert snapshot(domain) == before and host.calls == [] and host.mount_calls == []
+
+
+def test_a_plan_with_guest_steps_on_an_agent_that_runs_no_command_fails_before_any_change(domain, host, run_module):
+    # guest_mount: false, but the model is bound in the guest from an earlier run: taking it out needs guest-exec.
+    run_module(vm_model_mount, ARGS)
+    domain.guest.disabled.update(['guest-exec', 'guest-exec-status'])
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, guest_mount=False))
+    assert result['failed'] and 'nothing was changed' in result['msg'], result
+    assert 'has disabled guest-exec, guest-exec-status' in result['msg']
+    assert snapshot(domain) == before
+
+
+def test_guest_mount_false_serves_a_locked_down_guest_without_touching_it(domain, host, run_module):
+    domain.guest.disabled.update(RHEL8_BLOCKED)
+    result = run_module(vm_model_mount, dict(ARGS, guest_mount=False))
+    assert result['changed'] is True and result['mount']['status'] == 'mounted', result
+    assert not [a for a in result['actions'] if 'in the guest' in a]
+    assert domain.live == [(DEVICE, VIEW)] and host.pinned(UUID) == {TAG: ('ro', 'models/m1', True)}
+    assert domain.guest.argvs == [] and guest_targets(domain) == []
+    assert run_module(vm_model_mount, dict(ARGS, guest_mount=False))['changed'] is False
+    # Taking it out: the guest's owner may use the device, which cannot be checked; with force it is detached.
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['failed'] and 'refuses the commands that read the guest' in result['msg'], result
+    assert 'force: true' in result['msg'] and domain.live == [(DEVICE, VIEW)]
+    result = run_module(vm_model_mount, dict(ABSENT, force=True))
+    assert result['changed'] is True and domain.live == [] and host.binds == {}, result
+    assert domain.guest.argvs == []
+
+
+def test_a_frozen_guest_fails_before_any_change_and_says_to_thaw(domain, host, run_module):
+    domain.guest.frozen = True
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'frozen' in result['msg'] and 'domfsthaw' in result['msg'], result
+    assert 'BLACKLIST_RPC' not in result['msg'] and 'nothing was changed' in result['msg']
+    assert snapshot(domain) == before and host.calls == []
+
+
+def test_a_q35_vm_without_a_free_root_port_fails_before_any_change(domain, host, run_module):
+    domain.root_ports = 2            # both taken by the VM's own devices
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'no free hot-plug slot' in result['msg'], result
+    assert "<controller type='pci' model='pcie-root-port'/>" in result['msg'] and 'restart the VM' in result['msg']
+    assert 'nothing was changed' in result['msg']
+    assert snapshot(domain) == before and host.calls == [] and host.mount_calls == [] and domain.guest.argvs == []
+
+
+def test_a_q35_vm_needs_a_free_root_port_for_its_first_model_only(domain, host, run_module):
+    domain.root_ports = 3            # one free port
+    assert run_module(vm_model_mount, ARGS)['changed'] is True
+    assert domain.free_ports() == 0
+    result = run_module(vm_model_mount, ARGS2)
+    assert result['changed'] is True and 'attach' not in ' '.join(result['actions']), result
+    assert guest_targets(domain) == ['/mnt/models/m1', '/mnt/models/m2']
+
+
+def test_libvirt_out_of_pci_slots_is_explained_and_rolled_back(domain, host, run_module, monkeypatch):
+    # A machine type whose slots cannot be told from its XML: libvirt's refusal gets the same advice.
+    monkeypatch.setattr(_libvirt, 'free_hotplug_slots', lambda xml: None)
+    domain.root_ports = 2
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'No more available PCI slots' in result['msg'], result
+    assert 'no free hot-plug slot' in result['msg'] and "model='pcie-root-port'" in result['msg']
+    assert 'NOT rolled back' not in result['msg'] and host.binds == {} and domain.live == []
+    assert domain.guest.dirs == GUEST_DIRS
+
+
+def test_a_guest_kernel_without_virtiofs_is_a_clear_error_and_rolled_back(domain, host, run_module):
+    domain.guest.kernel_virtiofs = False
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'has no virtiofs file system' in result['msg'], result
+    assert 'NOT rolled back' not in result['msg']
+    assert domain.live == [] and domain.config == [] and host.binds == {} and domain.meta == before[2]
+    assert domain.guest.files == before[4] and domain.guest.dirs - BASE_DIRS == GUEST_DIRS
+    assert [a for a in domain.guest.argvs if a[:2] == ['mount', '-t']] == [
+        ['mount', '-t', 'virtiofs', '-o', 'ro,nosuid,nodev', DEVICE, BASE]], 'no retries'
+
+
+def test_an_fstab_on_a_read_only_root_is_a_clear_error_and_rolled_back(domain, host, run_module):
+    domain.guest.read_only_files.add('/etc/fstab')
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'read-only file system in the guest' in result['msg'], result
+    assert 'persist: false' in result['msg'] and 'NOT rolled back' not in result['msg']
+    assert domain.live == [] and host.binds == {} and domain.meta == before[2] and bases(domain) == []
+    # persist: false needs no fstab line.
+    result = run_module(vm_model_mount, dict(ARGS, persist=False))
+    assert result['changed'] is True and guest_targets(domain) == ['/mnt/models/m1'], result
+
+
+def test_a_dead_virtiofsd_is_not_replaced_under_a_guest_whose_mounts_cannot_be_read(domain, host, run_module):
+    run_module(vm_model_mount, dict(ARGS, guest_mount=False))
+    domain.dead_backends.add(DEVICE)
+    domain.guest.disabled.update(RHEL8_BLOCKED)
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, guest_mount=False))
+    assert result['failed'] and 'may still mount it' in result['msg'] and 'nothing was changed' in result['msg'], result
+    assert snapshot(domain) == before

@@ -14,7 +14,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
-from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, UUID
+from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, RHEL8_BLOCKED, UUID
 from ansible_collections.aimodel.kvm.tests.unit.plugins.modules.test_vm_model_mount import ARGS, POINT, TAG, \
     guest_read_ahead, legacy
 
@@ -202,3 +202,47 @@ def test_info_timeouts_are_validated(domain, host, run_module):
                         ({'agent_timeout': 40000}, 'guest_timeout')):
         result = run_module(vm_model_mount_info, args)
         assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': must be between')
+
+
+def test_info_reports_a_locked_down_guest_as_reachable_with_what_it_could_not_observe(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    run_module(vm_model_mount, dict(ARGS, model='m2', source_path='models/m2', guest_mount=False))
+    domain.guest.disabled.update(RHEL8_BLOCKED)
+    result = info(run_module)
+    vm = result['vms'][0]
+    assert vm['guest_reachable'] is True and vm['guest_frozen'] is False
+    assert vm['guest_disabled_commands'] == ['guest-exec', 'guest-exec-status', 'guest-file-close', 'guest-file-open',
+                                             'guest-file-read']
+    assert vm['guest_unobserved'] == ['mounts', 'fstab', 'read_ahead', 'accessible']
+    assert 'BLACKLIST_RPC' in vm['guest_error']
+    by_model = dict((m['model'], m) for m in result['mounts'])
+    assert by_model['m1']['reasons'] == ['guest_commands_disabled'] and by_model['m1']['guest_mounted'] is None
+    assert by_model['m2']['status'] == 'mounted', 'a model the guest mounts by itself is served: nothing to observe'
+
+
+def test_info_of_an_agent_that_reads_files_but_runs_no_command_reports_the_rest(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.guest.disabled.update(['guest-exec', 'guest-exec-status'])
+    result = info(run_module)
+    vm, entry = result['vms'][0], result['mounts'][0]
+    assert vm['guest_unobserved'] == ['accessible'] and vm['guest_error'] is None
+    assert vm['guest_disabled_commands'] == ['guest-exec', 'guest-exec-status']
+    assert entry['status'] == 'mounted' and entry['guest_mounted'] is True and entry['guest_accessible'] is None
+    assert entry['in_fstab'] is True and entry['guest_read_ahead_kb'] == 1024
+
+
+def test_info_reports_a_frozen_guest(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.guest.frozen = True
+    vm = info(run_module)['vms'][0]
+    assert vm['guest_reachable'] is True and vm['guest_frozen'] is True and 'domfsthaw' in vm['guest_error']
+
+
+def test_info_shows_the_free_hotplug_slots_per_vm(domain, host, run_module):
+    assert info(run_module)['vms'][0]['free_hotplug_slots'] == 28
+    domain.root_ports = 6
+    assert info(run_module)['vms'][0]['free_hotplug_slots'] == 4
+    run_module(vm_model_mount, ARGS)
+    assert info(run_module)['vms'][0]['free_hotplug_slots'] == 3
+    domain.active = False
+    assert info(run_module)['vms'][0]['free_hotplug_slots'] is None
