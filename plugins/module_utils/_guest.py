@@ -73,6 +73,8 @@ READ_CHUNK = 1048576
 # SYSFS_BYTES; past a cap the run fails for that VM ("answered out of bounds") and changes nothing further.
 MAX_FILE_BYTES = 1048576
 MAX_OUTPUT_BYTES = 1048576
+# The longest agent reply parsed: a file chunk or the output and errors of a command, base64-encoded, fit in it.
+MAX_REPLY_CHARS = 4 * (READ_CHUNK + 2 * MAX_OUTPUT_BYTES)
 SYSFS_BYTES = 64
 # The error of a guest that used up the guest time of the run (VM, seconds, when).
 GUEST_TIME_SPENT = ('the guest of VM %s answered out of bounds: it used up the guest time of the run (guest_timeout, '
@@ -266,6 +268,9 @@ class Agent:
                              unreachable=True)
         finally:
             self.spent += time.monotonic() - started
+        if isinstance(answer, str) and len(answer) > MAX_REPLY_CHARS:
+            raise GuestError('the guest agent of VM %s answered out of bounds to %s: a reply of %d characters (at most %d)'
+                             % (self.domain.name, execute, len(answer), MAX_REPLY_CHARS))
         try:
             reply = json.loads(answer)
         except (TypeError, ValueError) as exc:

@@ -518,3 +518,15 @@ def test_a_command_an_older_agent_does_not_have_is_no_unreachable_agent():
     with pytest.raises(_guest.GuestError, match='does not have guest-exec') as caught:
         _guest.Agent(Old()).command('guest-exec', {'path': 'true'})
     assert not caught.value.unreachable
+
+
+def test_a_reply_past_its_cap_is_not_parsed():
+    class Flooding:
+        name = 'vm1'
+
+        @staticmethod
+        def agent_command(_json, _timeout):
+            return '{"return": {"pid": 1}, "pad": "%s"}' % ('x' * _guest.MAX_REPLY_CHARS)
+    with pytest.raises(_guest.GuestError, match='answered out of bounds to guest-exec: a reply of') as err:
+        _guest.Agent(Flooding()).command('guest-exec', {'path': '/bin/true'})
+    assert not err.value.unreachable
