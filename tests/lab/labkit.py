@@ -22,6 +22,7 @@ KEYS = {
     'LAB_VM': 'lab_vm',
     'LAB_VM2': 'lab_vm2',
     'LAB_VM_Q35': 'lab_vm_q35',
+    'LAB_VM_DEB': 'lab_vm_deb',
     'LAB_PYTHON': 'lab_python',
     'LAB_VOLUME': 'lab_volume_name',
     'LAB_META_URL': 'lab_meta_url',
