@@ -18,6 +18,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD, drop_shared, fstab_key, without_unused_base
 from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
@@ -39,6 +40,9 @@ def plan(ctx):
             new_fstab = without_unused_base(new_fstab, state, record['device'], model)
         if new_fstab != state.fstab:
             ctx.plan.add_guest('remove the fstab lines of %s in the guest' % model, lambda: ctx.agent.write_file(_guest.FSTAB, new_fstab))
+        if record.get('device'):
+            rest = dict((k, r) for k, r in state.records.items() if k != model)
+            _tuning.plan_unit(ctx, record['device'], new_fstab, _tuning.device_read_ahead(rest, record['device']))
     if record.get('device'):
         key, uuid = _export.key_of_tag(record['device']), ctx.domain.uuid
         add('take %s out of the export tree %s' % (record['tag'], _export.view_dir(uuid, key)),

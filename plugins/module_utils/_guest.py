@@ -313,8 +313,8 @@ class Agent:
         _shape(rc, int, 'the exit code of %s' % argv[0])
         return ExecResult(rc, out, err)
 
-    def check(self, argv, what, timeout=None):
-        result = self.run(argv, timeout=timeout)
+    def check(self, argv, what, timeout=None, input_data=None):
+        result = self.run(argv, timeout=timeout, input_data=input_data)
         if result.rc != 0:
             raise GuestError('%s failed in VM %s (exit %s): %s'
                              % (what, self.domain.name, result.rc, clip((result.err or result.out).strip())))

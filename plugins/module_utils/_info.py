@@ -15,6 +15,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
+from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import fstab_key
 from ansible_collections.aimodel.kvm.plugins.module_utils._state import HostVolumes, VmState
@@ -112,8 +113,9 @@ def report(state, vm_name, host_volumes=None):
                  if r.get('guest_mount') and state.backend_alive(_device_of(r)) is not False
                  and state.model_mount(r) is not None]
         access = state.agent.accessible_many(paths) if paths else {}
+    tuning = _tuning.GuestTuning(state.agent) if state.active and state.guest_mounts is not None else None
     for model in sorted(records):
-        entries.append(_entry(state, vm_name, host_volumes, records[model], access))
+        entries.append(_entry(state, vm_name, host_volumes, records[model], access, tuning))
     return entries, _orphans(state, vm_name, host_volumes, records, entries)
 
 
@@ -121,7 +123,7 @@ def _device_of(record):
     return record.get('device') or record['tag']
 
 
-def _entry(state, vm_name, host_volumes, rec, access):
+def _entry(state, vm_name, host_volumes, rec, access, tuning):
     device = _device_of(rec)
     live = state.device(device) is not None
     config = state.device(device, config=True) is not None
@@ -174,8 +176,6 @@ def _entry(state, vm_name, host_volumes, rec, access):
                     reasons.append('stale_guest_mount')
             if rec.get('persist') and in_fstab is False:
                 reasons.append('fstab_missing')
-            if read_ahead is not None and read_ahead != read_ahead_target(state, rec):
-                reasons.append('read_ahead_differs')
         if host in ('dead', 'foreign'):
             reasons.append('host_volume_dead')
         elif host == 'slow':
@@ -197,10 +197,37 @@ def _entry(state, vm_name, host_volumes, rec, access):
         'host_pinned': pinned,
         'guest_mounted': mounted,
         'guest_accessible': accessible,
-        'guest_read_ahead_kb': read_ahead,
         'in_fstab': in_fstab,
+        'tuning': _tuning_of(state, rec, mounted, read_ahead, in_fstab, tuning),
     })
     return entry
+
+
+def _tuning_of(state, rec, mounted, read_ahead, in_fstab, tuning):
+    """The guest's readahead of a mount, next to what is asked, and whether the guest keeps it over a reboot: a
+    tuning difference is no drift of what is served (the mount stays ``mounted``). None where no readahead is
+    asked, the model is not mounted in the guest, or the guest cannot be read."""
+    target = read_ahead_target(state, rec)
+    if not target or not mounted or tuning is None:
+        return None
+    kept_by, not_kept = None, None
+    if not rec.get('device'):
+        not_kept = _tuning.OWN_DEVICE
+    elif not (rec.get('persist') and in_fstab):
+        not_kept = _tuning.NOT_PERSISTED
+    else:
+        try:
+            kept_by, not_kept = tuning.kept(rec['device'], target)
+        except _guest.GuestError:
+            pass
+    return {
+        'read_ahead_kb': target,
+        'guest_read_ahead_kb': read_ahead,
+        'differs': None if read_ahead is None else read_ahead != target,
+        'kept_on_reboot': None if kept_by is None and not_kept is None else kept_by is not None,
+        'kept_by': kept_by,
+        'not_kept': not_kept,
+    }
 
 
 # The host's bind of a model in the VM's export tree, when it is not what the record says.
@@ -211,7 +238,7 @@ def read_ahead_target(state, rec):
     """The readahead the guest should have for this model: a shared device has one, the largest its models ask."""
     if not rec.get('device'):
         return rec.get('read_ahead_kb')
-    return max(r.get('read_ahead_kb') or 0 for r in state.records.values() if r.get('device') == rec['device'])
+    return _tuning.device_read_ahead(state.records, rec['device'])
 
 
 def _orphans(state, vm_name, host_volumes, records, entries):

@@ -28,6 +28,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _state
+from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 SHARED_MEMORY_HINT = (
@@ -354,14 +355,6 @@ def detach_attached(ctx, device_xml, tag, live, config):
     return True
 
 
-def read_ahead_of(state, device, desired):
-    """The readahead of a shared device's base mount: the largest any model on it asks for (one setting per
-    device: every bind of it reads through the same guest file system)."""
-    wanted = [desired['read_ahead_kb']] + [r.get('read_ahead_kb') or 0 for m, r in state.records.items()
-                                           if r.get('device') == device and m != desired['model']]
-    return max(wanted)
-
-
 def _guest_facts(m):
     """What of the guest side can stay: the model's bind at mount_path (``m.keep``) and the device's base mount
     (``m.base_here``). A mount is kept when it is of the live device, of the right access mode, not made stale by
@@ -415,7 +408,7 @@ def _guest_base(m):
         return
     ctx, state, agent, device, base = m.ctx, m.ctx.state, m.ctx.agent, m.device, m.base
     read_only = m.key.startswith('ro')
-    read_ahead = read_ahead_of(state, device, m.desired)
+    read_ahead = _tuning.device_read_ahead(state.records, device, m.desired)
     here = m.base_here
     if here is not None and ('ro' in here['options']) != read_only:
         ctx.plan.add_guest('unmount the base mount %s of %s in the guest (wrong access mode)' % (base, device),
@@ -502,7 +495,8 @@ def without_unused_base(text, state, device, leaving):
 
 def _fstab(m):
     """The fstab lines before the guest mount: written while the guest is still discovering a device just
-    attached, they cost no wall time. A stopped VM's guest part waits (pending)."""
+    attached, they cost no wall time; then the unit that sets the device's readahead after a reboot, when the
+    fstab mounts it (``_tuning``). A stopped VM's guest part waits (pending)."""
     if not m.running:
         m.ctx.plan.pending = True
         return
@@ -513,6 +507,11 @@ def _fstab(m):
         m.ctx.plan.add_guest('write the fstab lines of %s in the guest' % m.model,
                              lambda: agent.write_file(_guest.FSTAB, new_fstab),
                              lambda: restore_fstab(agent, old_fstab), 'restored the guest fstab', unsure=True)
+    _tuning.plan_unit(m.ctx, m.device, new_fstab, _tuning.device_read_ahead(m.ctx.state.records, m.device, m.desired))
+    if m.current is not None and m.current.get('device') and m.current['device'] != m.device:
+        # The model leaves another device: that device's unit follows its fstab line and its other models.
+        rest = dict((k, r) for k, r in m.ctx.state.records.items() if k != m.model)
+        _tuning.plan_unit(m.ctx, m.current['device'], new_fstab, _tuning.device_read_ahead(rest, m.current['device']))
 
 
 def restore_fstab(agent, old_fstab):

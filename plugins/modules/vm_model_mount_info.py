@@ -109,8 +109,14 @@ mounts:
       device_config: true
       guest_mounted: true
       guest_accessible: true
-      guest_read_ahead_kb: 1024
       in_fstab: true
+      tuning:
+        read_ahead_kb: 1024
+        guest_read_ahead_kb: 1024
+        differs: false
+        kept_on_reboot: true
+        kept_by: /etc/systemd/system/aimodel-ro-readahead.service
+        not_kept: null
     - vm: inference-01
       model: llama-3-8b
       volume: models
@@ -134,8 +140,8 @@ mounts:
       device_config: true
       guest_mounted: false
       guest_accessible: null
-      guest_read_ahead_kb: null
       in_fstab: false
+      tuning: null
     - vm: batch-07
       model: all-minilm-l6-v2
       volume: models
@@ -161,8 +167,8 @@ mounts:
       device_config: true
       guest_mounted: null
       guest_accessible: null
-      guest_read_ahead_kb: null
       in_fstab: null
+      tuning: null
   contains:
     vm:
       description: Name of the VM.
@@ -290,8 +296,7 @@ mounts:
           (its UUID differs from RV(mounts[].volume_uuid)), another volume of the same name.
         - V(not_pinned), V(pin_stale), V(pin_dead) the model's bind on the host is missing, binds something else, or
           does not answer (see RV(mounts[].host_pinned)); the guest then does not read the recorded directory.
-        - V(read_ahead_differs) the guest's readahead of the mount is not RV(mounts[].read_ahead_kb) (after a guest
-          reboot, which mounts it again with the kernel's default, or a change by hand).
+        - A readahead other than the one asked is no reason here (the mount serves its data): see RV(mounts[].tuning).
         - Running M(aimodel.kvm.vm_model_mount) again with the same arguments repairs every reason but
           V(guest_unreachable), V(vm_stopped), V(host_volume_slow) and V(host_volume_not_recorded).
       type: list
@@ -313,16 +318,53 @@ mounts:
       description: Whether a process in the guest can read the mount; null when not checked.
       type: bool
       sample: true
-    guest_read_ahead_kb:
-      description: The guest's readahead of the mount in KiB (of the device's base mount, one per device); null when
-        not read (not mounted, left to the guest).
-      type: int
-      sample: 1024
     in_fstab:
       description: Whether the guest's fstab has the lines of this mount (the device's base line and the model's
         bind line); null when the guest could not be asked.
       type: bool
       sample: true
+    tuning:
+      description:
+        - The guest's tuning of the mount (its readahead), apart from what it serves; null when no readahead is asked
+          (V(read_ahead_kb=0)), the model is not mounted in the guest, or the guest cannot be read.
+        - On a guest that runs systemd, M(aimodel.kvm.vm_model_mount) writes a unit with the device's fstab line that
+          sets the readahead again after every boot; a guest without systemd comes back from a reboot with its
+          kernel's default (128 KiB) until the next run.
+      type: dict
+      returned: always
+      contains:
+        read_ahead_kb:
+          description: The readahead the device's base mount should have in KiB (the largest its models ask for).
+          type: int
+          sample: 1024
+        guest_read_ahead_kb:
+          description: The guest's readahead of the device's base mount in KiB; null when it could not be read.
+          type: int
+          sample: 1024
+        differs:
+          description: Whether RV(mounts[].tuning.guest_read_ahead_kb) is not RV(mounts[].tuning.read_ahead_kb) (after a
+            reboot of a guest that cannot keep it, or a change by hand); a run sets it again. Null when not read.
+          type: bool
+          sample: false
+        kept_on_reboot:
+          description: Whether the guest sets this readahead again after a reboot by itself; null when that could not
+            be read.
+          type: bool
+          sample: true
+        kept_by:
+          description: The guest's systemd unit that keeps it (its mount unit wants it); null when not kept.
+          type: str
+          sample: /etc/systemd/system/aimodel-ro-readahead.service
+        not_kept:
+          description:
+            - Why it is not kept, null when it is.
+            - V(no_systemd) the guest's PID 1 is not systemd (after a reboot the fstab mounts the model with the kernel's
+              default readahead until the next run).
+            - V(unit_missing) the guest runs systemd but the unit is missing or asks for another value (a run writes it).
+            - V(not_persisted) the mount is not in the guest's fstab (V(persist=false)): it does not come back at all.
+            - V(own_device) the model is on a device of its own (an earlier layout; a run moves it).
+          type: str
+          sample: null
 orphans:
   description:
     - Devices of this collection (virtiofs tag C(aimodel-...), or C(aim-...) of an earlier release) that no record

@@ -26,6 +26,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _mountinfo
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
+from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 
 UUID = '11111111-2222-3333-4444-555555555555'
 # What the fake metadata engines report, and what the fake host mounts are, unless a test says otherwise.
@@ -135,6 +136,14 @@ class FakeGuest:
         cmd = argv[0]
         if cmd == 'sh' and argv[1:3] == ['-c', _guest.WRITE_VALUE_SCRIPT] and len(argv) == 6:
             self.files[argv[5]] = argv[4] + '\n'
+            return 0, '', ''
+        if cmd == 'sh' and argv[1:3] == ['-c', _tuning.INSTALL_UNIT_SCRIPT] and len(argv) == 6:
+            # The unit, and the link to it (kept as a copy: the module writes both at once).
+            self.files[argv[4]] = self.files[argv[5]] = (stdin or b'').decode()
+            return 0, '', ''
+        if cmd == 'sh' and argv[1:3] == ['-c', _tuning.REMOVE_UNIT_SCRIPT] and len(argv) == 6:
+            self.files.pop(argv[4], None)
+            self.files.pop(argv[5], None)
             return 0, '', ''
         if cmd == 'sh':
             if argv[1:3] != ['-c', _guest.REPLACE_FILE_SCRIPT] or len(argv) != 5:

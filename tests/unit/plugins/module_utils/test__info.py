@@ -32,7 +32,7 @@ def test_report_statuses():
     assert entries[0]['status'] == 'mounted' and entries[0]['reasons'] == []
     assert entries[0]['layout'] == 'shared_device' and entries[0]['in_fstab'] is True
     assert entries[0]['device_live'] is True and entries[0]['device_config'] is True
-    assert entries[0]['guest_read_ahead_kb'] == 1024 and entries[0]['host_pinned'] is None
+    assert entries[0]['tuning']['guest_read_ahead_kb'] == 1024 and entries[0]['host_pinned'] is None
     assert orphans == [{'vm': 'vm1', 'kind': 'device_without_record', 'where': 'config', 'tag': 'aim-stray-2',
                         'source': '/other'}]
     # After a reboot without the fstab lines: the device is there, the guest's bind is not.
@@ -62,15 +62,16 @@ def test_report_readahead_is_that_of_the_base_mount():
     base = dom.guest.visible('/run/aimodel/ro')
     dom.guest.files[_guest.READ_AHEAD % base['dev']] = '128\n'
     entries, _orphans = report(dom)
-    assert entries[0]['guest_read_ahead_kb'] == 128 and entries[0]['reasons'] == ['read_ahead_differs']
+    assert entries[0]['tuning']['guest_read_ahead_kb'] == 128 and entries[0]['tuning']['differs'] is True
+    assert entries[0]['reasons'] == [] and entries[0]['status'] == 'mounted'
     dom.guest.files[_guest.READ_AHEAD % base['dev']] = '1024\n'
     entries, _orphans = report(dom)
-    assert entries[0]['guest_read_ahead_kb'] == 1024 and entries[0]['reasons'] == []
+    assert entries[0]['tuning']['guest_read_ahead_kb'] == 1024 and entries[0]['tuning']['differs'] is False
     # A second model on the device asks for more: the device's target is the largest.
     records = {'m': dict(RECORD), 'n': dict(RECORD, model='n', tag='aim-n-1', mount_path='/mnt/n', read_ahead_kb=4096)}
     dom.meta['live'] = _record.render(records)
     entries, _orphans = report(dom)
-    assert entries[0]['reasons'] == ['read_ahead_differs']
+    assert entries[0]['tuning']['read_ahead_kb'] == 4096 and entries[0]['tuning']['differs'] is True
     assert _info.read_ahead_target(_state.VmState(dom, _guest.Agent(dom)), records['m']) == 4096
 
 

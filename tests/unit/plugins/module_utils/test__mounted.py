@@ -11,6 +11,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _mounted
+from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 
 STATIC = '# static\n/dev/vda /persist ext4 rw 0 0\n'
 BASE_RO = 'aimodel-ro /run/aimodel/ro virtiofs ro,nosuid,nodev,nofail 0 0'
@@ -104,12 +105,12 @@ def test_without_unused_base():
 
 def test_read_ahead_of_a_device_is_the_largest_its_models_ask():
     state = State(rec('a', read_ahead_kb=4096), rec('b', read_ahead_kb=0), rec('c', 'aimodel-rw', read_ahead_kb=8192))
-    assert _mounted.read_ahead_of(state, 'aimodel-ro', rec('b', read_ahead_kb=0)) == 4096
-    assert _mounted.read_ahead_of(state, 'aimodel-ro', rec('d', read_ahead_kb=16384)) == 16384
+    assert _tuning.device_read_ahead(state.records, 'aimodel-ro', rec('b', read_ahead_kb=0)) == 4096
+    assert _tuning.device_read_ahead(state.records, 'aimodel-ro', rec('d', read_ahead_kb=16384)) == 16384
     # The model's own earlier value does not count: it is what the run changes.
-    assert _mounted.read_ahead_of(state, 'aimodel-ro', rec('a', read_ahead_kb=1024)) == 1024
-    assert _mounted.read_ahead_of(State(), 'aimodel-ro', rec('a', read_ahead_kb=0)) == 0
-    assert _mounted.read_ahead_of(state, 'aimodel-rw', rec('e', 'aimodel-rw', read_ahead_kb=512)) == 8192
+    assert _tuning.device_read_ahead(state.records, 'aimodel-ro', rec('a', read_ahead_kb=1024)) == 1024
+    assert _tuning.device_read_ahead(State().records, 'aimodel-ro', rec('a', read_ahead_kb=0)) == 0
+    assert _tuning.device_read_ahead(state.records, 'aimodel-rw', rec('e', 'aimodel-rw', read_ahead_kb=512)) == 8192
 
 
 def test_fstab_for_puts_a_lost_or_wrong_base_line_back_before_the_binds():

@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
 from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY, RHEL8_BLOCKED, UUID
@@ -40,17 +41,40 @@ def test_info_reports_a_fresh_mount_as_mounted(domain, host, run_module):
     assert result['vms'][0]['guest_reachable'] is True and result['orphans'] == []
 
 
-def test_info_reports_readahead_drift(domain, host, run_module):
+def test_info_reports_a_readahead_difference_as_tuning_not_drift(domain, host, run_module):
     run_module(vm_model_mount, ARGS)
     base = domain.guest.visible('/run/aimodel/ro')
     domain.guest.files['/sys/class/bdi/%s/read_ahead_kb' % base['dev']] = '128\n'
     entry = info(run_module)['mounts'][0]
-    assert entry['guest_read_ahead_kb'] == 128 and entry['reasons'] == ['read_ahead_differs']
-    assert entry['status'] == 'degraded'
+    assert entry['status'] == 'mounted' and entry['reasons'] == []
+    # The fake guest's PID 1 is no systemd: nothing sets the readahead again after a reboot.
+    assert entry['tuning'] == {'read_ahead_kb': 1024, 'guest_read_ahead_kb': 128, 'differs': True,
+                               'kept_on_reboot': False, 'kept_by': None, 'not_kept': 'no_systemd'}
     run_module(vm_model_mount, ARGS)
     assert guest_read_ahead(domain) == '1024\n'
     entry = info(run_module)['mounts'][0]
-    assert entry['guest_read_ahead_kb'] == 1024 and entry['status'] == 'mounted'
+    assert entry['tuning']['guest_read_ahead_kb'] == 1024 and entry['tuning']['differs'] is False
+
+
+def test_info_says_whether_a_systemd_guest_keeps_the_readahead(domain, host, run_module):
+    domain.guest.files['/proc/1/comm'] = 'systemd\n'
+    run_module(vm_model_mount, ARGS)
+    tuning = info(run_module)['mounts'][0]['tuning']
+    assert tuning['kept_on_reboot'] is True and tuning['not_kept'] is None
+    assert tuning['kept_by'] == '/etc/systemd/system/aimodel-ro-readahead.service'
+    # The unit changed in the guest: not kept (a run writes it again).
+    domain.guest.files[_tuning.wants_path('aimodel-ro')] = '[Service]\nExecStart=/bin/true\n'
+    tuning = info(run_module)['mounts'][0]['tuning']
+    assert tuning['kept_on_reboot'] is False and tuning['not_kept'] == 'unit_missing'
+    assert run_module(vm_model_mount, ARGS)['changed']
+    assert info(run_module)['mounts'][0]['tuning']['kept_on_reboot'] is True
+    # A mount that is not persisted is not mounted again after a reboot at all.
+    run_module(vm_model_mount, dict(ARGS, persist=False))
+    tuning = info(run_module)['mounts'][0]['tuning']
+    assert tuning['kept_on_reboot'] is False and tuning['not_kept'] == 'not_persisted'
+    # No readahead asked: no tuning to report.
+    run_module(vm_model_mount, dict(ARGS, read_ahead_kb=0))
+    assert info(run_module)['mounts'][0]['tuning'] is None
 
 
 def test_info_reports_a_model_that_is_not_pinned(domain, host, run_module):
@@ -228,7 +252,7 @@ def test_info_of_an_agent_that_reads_files_but_runs_no_command_reports_the_rest(
     assert vm['guest_unobserved'] == ['accessible'] and vm['guest_error'] is None
     assert vm['guest_disabled_commands'] == ['guest-exec', 'guest-exec-status']
     assert entry['status'] == 'mounted' and entry['guest_mounted'] is True and entry['guest_accessible'] is None
-    assert entry['in_fstab'] is True and entry['guest_read_ahead_kb'] == 1024
+    assert entry['in_fstab'] is True and entry['tuning']['guest_read_ahead_kb'] == 1024
 
 
 def test_info_reports_a_frozen_guest(domain, host, run_module):
