@@ -515,7 +515,7 @@ def run(module, desired, volume):
     with _plan.locked_vm(module.params) as domain:
         if domain is None:
             return _plan.vm_missing(module.params, desired)
-        ctx = _plan.Context(module.params, desired, volume, domain)
+        ctx = _plan.Context(module.params, desired, volume, domain, module.run_command)
         before, after = plan(ctx)
         ctx.check_guest_steps()
         if not module.check_mode:
