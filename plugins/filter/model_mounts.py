@@ -19,6 +19,8 @@ from ansible.plugins.test.core import changed as _changed, failed as _failed, sk
 
 REPORT_HEADER = ['HYPERVISOR', 'VM', 'MODEL', 'STATUS', 'MOUNT PATH', 'VOLUME:SOURCE', 'MODE', 'REASONS']
 ORPHANS_HEADER = ['HYPERVISOR', 'VM', 'ORPHAN', 'TAG', 'WHERE', 'SOURCE']
+NO_ANSWER_HEADER = ['HYPERVISOR', 'NO ANSWER']
+NO_RESULT = 'no result: the host did not run the task'
 NOTHING_DECLARED = 'nothing declared for this hypervisor'
 NO_MOUNTS = '(no mounts recorded)'
 
@@ -165,13 +167,41 @@ def _unique(values):
     return out
 
 
-def model_mounts_summary(mounted, unmounted=None, vm_names=None):
-    """Per VM the models mounted, unmounted, unchanged, pending and failed, from the registered results of the mount
-    loop (mounted) and the unmount loop (unmounted); skipped results do not count. The VMs: vm_names, then the VMs
-    that had a model unmounted."""
+NOT_CONVERGED = 'not converged: the exclusive step failed, the declared models were not mounted'
+
+
+def _failed_reads(records):
+    """(VM name, message) of each failed read of the mount records in the exclusive step; the VM name is None for the
+    read of the whole hypervisor. records: registered results, of a loop over the VM names or of one task."""
+    failed = []
+    for registered in records or []:
+        if not isinstance(registered, Mapping):
+            continue
+        for result in registered.get('results', []) if 'results' in registered else [registered]:
+            if isinstance(result, Mapping) and _failed(result):
+                item = result.get('item')
+                failed.append((item if isinstance(item, str) else None, str(result.get('msg', 'failed'))))
+    return failed
+
+
+def model_mounts_summary(mounted, unmounted=None, vm_names=None, records=None):
+    """Per VM the models mounted, unmounted, unchanged, pending and failed, and the errors that are no model's, from
+    the registered results of the mount loop (mounted), the unmount loop (unmounted) and the reads of the mount
+    records of the exclusive step (records: a list of registered results); skipped results do not count. The VMs:
+    vm_names, then the VMs that had a model unmounted.
+
+    A failed read of a VM's records is that VM's error (a failed read of the whole hypervisor: every VM's). When the
+    exclusive step failed (a read or an unmount), the mount loop did not run: every VM without a failure of its own
+    gets the error NOT_CONVERGED."""
     mounted = _results(mounted)
     removed = _results(unmounted)
     vms = _unique(list(vm_names or []) + [_item(r, 'vm') for r in removed])
+    errors = dict((vm, []) for vm in vms)
+    reads = _failed_reads(records)
+    for vm, msg in reads:
+        for name in [vm] if vm is not None else vms:
+            errors.setdefault(name, []).append('reading its mount records failed: %s' % msg)
+    vms = _unique(vms + list(errors))
     summary = {}
     for vm in vms:
         m = [r for r in mounted if _item(r, 'vm') == vm]
@@ -183,7 +213,12 @@ def model_mounts_summary(mounted, unmounted=None, vm_names=None):
             'pending': [_item(x, 'model') for x in m
                         if isinstance(x.get('mount'), Mapping) and x['mount'].get('status') == 'pending'],
             'failed': [_item(x, 'model') for x in m + r if _failed(x)],
+            'errors': errors[vm],
         }
+    if reads or any(_failed(x) for x in removed):
+        for vm, s in summary.items():
+            if not s['failed'] and not s['errors']:
+                s['errors'].append(NOT_CONVERGED)
     return summary
 
 
@@ -201,6 +236,8 @@ def model_mounts_summary_lines(summary, check_mode=False):
             line += '; pending [%s]' % _join(s['pending'])
         if s.get('failed'):
             line += '; FAILED [%s]' % _join(s['failed'])
+        if s.get('errors'):
+            line += '; FAILED (%s)' % '; '.join(str(e) for e in s['errors'])
         lines.append(line)
     return lines or [NOTHING_DECLARED]
 
@@ -210,16 +247,27 @@ def _table_lines(table):
     return ['  '.join(str(cell).ljust(widths[col]) for col, cell in enumerate(row)).strip() for row in table]
 
 
+def _no_answer(info):
+    """Why a host's registered result holds no answer, in one line."""
+    if not isinstance(info, Mapping) or not info:
+        return NO_RESULT
+    msg = ' '.join(str(info.get('msg') or 'no mounts in the result').split())
+    return ('unreachable: ' if info.get('unreachable') else '') + (msg if len(msg) <= 300 else msg[:297] + '...')
+
+
 def model_mounts_report_lines(hosts, hostvars, var='aimodel_report_info'):
     """The report table: one row per mount recorded on the hypervisors (hosts; each one's vm_model_mount_info result
-    in hostvars[host][var]), a row 'unreachable' for a host without an answer, then the orphans table if any."""
+    in hostvars[host][var]), a row 'unreachable' for a host without an answer, then the orphans table if any, then the
+    table of the hosts without an answer and why (the message of their result) if any."""
     rows = []
     orphans = []
+    silent = []
     for host in hosts:
         host_vars = hostvars[host]
         info = host_vars[var] if var in host_vars else {}
         if not isinstance(info, Mapping) or 'mounts' not in info:
             rows.append([host, '-', '-', 'unreachable', '-', '-', '-', 'no answer from the hypervisor'])
+            silent.append([host, _no_answer(info)])
             info = {}
         for m in info.get('mounts') or []:
             rows.append([host, m['vm'], m['model'], m['status'], m['mount_path'], '%s:%s' % (m['volume'], m['source_path']),
@@ -232,6 +280,9 @@ def model_mounts_report_lines(hosts, hostvars, var='aimodel_report_info'):
     if orphans:
         lines.append('')
         lines.extend(_table_lines([ORPHANS_HEADER] + sorted(orphans)))
+    if silent:
+        lines.append('')
+        lines.extend(_table_lines([NO_ANSWER_HEADER] + sorted(silent)))
     return lines
 
 

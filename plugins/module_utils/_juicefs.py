@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import threading
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
@@ -148,21 +147,50 @@ def child_env(secrets=None, environ=None):
     return env
 
 
-def _run(argv, secrets=None, timeout=120, stderr=True):
-    """(exit status, output) of a program run with child_env(secrets); every form of a secret is scrubbed from its
-    output. With ``stderr=False`` the output is stdout alone, unless the program fails."""
+# The program that starts every child with exactly child_env: run_command gives a child the module's environment
+# updated with its environ_update, so the names that child_env does not hold are unset through env(1) (names only
+# reach its command line; values, the password's too, only the environment).
+ENV_PROGRAM = 'env'
+
+
+def _run(run_command, argv, secrets=None, timeout=120, stderr=True):
+    """(exit status, output) of a program run by ``run_command`` (the module's AnsibleModule.run_command) with the
+    environment child_env(secrets) and nothing else, killed after ``timeout`` seconds (exit status 124); every form of
+    a secret is scrubbed from its output. The output is stdout then stderr; with ``stderr=False`` it is stdout alone,
+    unless the program fails."""
+    env = child_env(secrets)
+    unset = []
+    for name in sorted(os.environ):
+        if name not in env:
+            unset += ['-u', name]
+    timers, timed_out = [], []
+
+    def kill_after_timeout(proc):
+        def kill():
+            if proc.poll() is None:
+                timed_out.append(True)
+                proc.kill()
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        timers.append(timer)
+
     try:
-        proc = subprocess.run(argv, env=child_env(secrets), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT if stderr else subprocess.PIPE, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+        rc, out, err = run_command([ENV_PROGRAM] + unset + list(argv), environ_update=env,
+                                   expand_user_and_vars=False, before_communicate_callback=kill_after_timeout,
+                                   encoding='utf-8', errors='replace', handle_exceptions=False)
+    except OSError as exc:
+        return 127, 'cannot run %s: %s' % (argv[0], exc)
+    finally:
+        for timer in timers:
+            timer.cancel()
+    if timed_out:
         return 124, 'timed out after %ss' % timeout
-    output = proc.stdout
-    if not stderr and proc.returncode != 0:
-        output = proc.stderr + output
+    output = out + err if stderr or rc != 0 else out
     forms = []
     for value in (secrets or {}).values():
         forms.extend(_spec.secret_forms(value))
-    return proc.returncode, _scrub(output.decode('utf-8', 'replace'), forms)
+    return rc, _scrub(output, forms)
 
 
 def _scrub(text, secrets):
@@ -198,7 +226,18 @@ def check_reachable(meta_url, timeout=5.0):
 
 class Host:
     """The one boundary between the collection and the host's side of the volumes: the host mount table, the
-    JuiceFS client (mount, warmup) and the volume's directories. Unit tests replace it with a fake."""
+    JuiceFS client (mount, warmup) and the volume's directories. Unit tests replace it with a fake.
+
+    ``run_command``: the module's AnsibleModule.run_command, which runs the programs (the client's config, mount and
+    warmup, umount); a Host made without it only reads (the mount table, statfs, the volume's directories)."""
+
+    def __init__(self, run_command=None):
+        self._run_command = run_command
+
+    def _run(self, argv, secrets=None, timeout=120, stderr=True):
+        if self._run_command is None:
+            raise VolumeError('running %s needs the module\'s run_command (this Host only reads)' % argv[0])
+        return _run(self._run_command, argv, secrets, timeout, stderr)
 
     def find_client(self, explicit=None):
         if explicit:
@@ -239,8 +278,7 @@ class Host:
         """(name, UUID) of the volume the metadata engine at ``meta_url`` holds, as the client reads it."""
         check_reachable(meta_url)
         env = {'META_PASSWORD': password} if password else {}
-        rc, output = _run([client, 'config', meta_url],
-                          env, timeout, stderr=False)
+        rc, output = self._run([client, 'config', meta_url], env, timeout, stderr=False)
         found = None
         if rc == 0:
             try:
@@ -273,7 +311,7 @@ class Host:
         if cache_size is not None:
             argv += ['--cache-size', str(cache_size)]
         argv += [meta_url, point]
-        rc, output = _run(argv, {'META_PASSWORD': password} if password else None, timeout)
+        rc, output = self._run(argv, {'META_PASSWORD': password} if password else None, timeout)
         if rc != 0:
             raise VolumeError('mounting volume %s at %s failed (exit %s): %s' % (volume, point, rc, output.strip()[-2000:]))
         state = self.status(point, volume)
@@ -286,12 +324,12 @@ class Host:
 
     def lazy_unmount(self, point):
         """Detach a dead mount point so it can be mounted again."""
-        rc, output = _run(['umount', '-l', point], timeout=30)
+        rc, output = self._run(['umount', '-l', point], timeout=30)
         if rc != 0:
             raise VolumeError('cannot clear the dead mount at %s: %s' % (point, output.strip()))
 
     def warmup(self, client, path, timeout=3600):
-        rc, output = _run([client, 'warmup', path], timeout=timeout)
+        rc, output = self._run([client, 'warmup', path], timeout=timeout)
         if rc != 0:
             raise VolumeError('warming up %s failed (exit %s): %s' % (path, rc, output.strip()[-2000:]))
 

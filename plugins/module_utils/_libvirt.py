@@ -18,7 +18,7 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 from ansible_collections.aimodel.kvm.plugins.module_utils._record import KEY, NAMESPACE
@@ -34,6 +34,19 @@ except ImportError:
     libvirt_qemu = None
 
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
+
+# The role that installs the binding for the Python the modules run under (the playbook aimodel.kvm.prepare_hosts
+# runs it on the hypervisors).
+BINDING_ROLE = 'aimodel.kvm.hypervisor'
+BINDING_PLAYBOOK = 'aimodel.kvm.prepare_hosts'
+
+
+def missing_binding_msg():
+    """The modules' error when the libvirt binding cannot be imported: how this collection installs it, then Ansible's
+    usual message (the host, its Python)."""
+    return ('The libvirt Python binding (libvirt-python) is missing: the role %s installs it for the Python the modules '
+            'run under (ansible-playbook -i INVENTORY %s runs that role on the hypervisors). %s'
+            % (BINDING_ROLE, BINDING_PLAYBOOK, missing_required_lib('libvirt-python', reason='to talk to libvirt')))
 
 
 def uri_option():

@@ -105,16 +105,17 @@ def _rollback(done):
 
 class Context:
     """What a plan works with: the module's parameters, the desired record, the volume's connection settings,
-    the domain, its guest agent, the host's volume side, the read model of the VM, and the plan being built."""
+    the domain, its guest agent, the host's volume side, the read model of the VM, and the plan being built.
+    ``run_command``: the module's AnsibleModule.run_command, with which the host's side runs its programs."""
 
-    def __init__(self, params, desired, volume, domain):
+    def __init__(self, params, desired, volume, domain, run_command=None):
         self.params = params
         self.desired = desired
         self.volume = volume
         self.domain = domain
         # The guest's time for the whole run is guest_timeout (reading the guest, then every step).
         self.agent = _guest.Agent(domain, params['agent_timeout'], budget=params['guest_timeout'])
-        self.host = _juicefs.Host()
+        self.host = _juicefs.Host(run_command)
         self.state = VmState(domain, self.agent)
         self.plan = Plan(params['vm'], before_rollback=self.rollback_time)
         self.where = self.plan.where

@@ -456,7 +456,7 @@ diff:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _absent
 from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
@@ -517,7 +517,7 @@ def run(module, desired, volume):
     with _plan.locked_vm(module.params) as domain:
         if domain is None:
             return _plan.vm_missing(module.params, desired)
-        ctx = _plan.Context(module.params, desired, volume, domain)
+        ctx = _plan.Context(module.params, desired, volume, domain, module.run_command)
         before, after = plan(ctx)
         ctx.check_guest_steps()
         if not module.check_mode:
@@ -528,7 +528,7 @@ def run(module, desired, volume):
 def main():
     module = _Module(argument_spec=argument_spec(), supports_check_mode=True)
     if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+        module.fail_json(msg=_libvirt.missing_binding_msg(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     for secret in _spec.url_secrets((module.params.get('volume') or {}).get('meta_url')):
         module.no_log_values.add(secret)
     try:

@@ -445,7 +445,7 @@ vms:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _info
@@ -468,7 +468,7 @@ def main():
         supports_check_mode=True,
     )
     if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib('libvirt-python'), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+        module.fail_json(msg=_libvirt.missing_binding_msg(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     p = module.params
     try:
         _spec.validate_uri(p['uri'])

@@ -150,7 +150,7 @@ class FakeHost:
 @pytest.fixture
 def host(monkeypatch):
     fake = FakeHost()
-    monkeypatch.setattr(_juicefs, 'Host', lambda: fake)
+    monkeypatch.setattr(_juicefs, 'Host', lambda run_command=None: fake)
     # The host paths the modules check (_hostpath): a fake tree, only / at first (root's, 0755).
     fake.tree = FakeTree()
     monkeypatch.setattr(_hostpath, 'LSTAT', fake.tree.lstat)

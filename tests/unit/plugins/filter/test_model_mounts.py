@@ -197,23 +197,64 @@ def test_summary():
         _r('vm5', 'w', failed=True),
         _r('vm6', 's', skipped=True),
     ]}
-    empty = {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': []}
+    empty = {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': [], 'errors': []}
     summary = mm.model_mounts_summary(mounted, unmounted, ['vm1', 'vm2', 'vm3'])
     assert list(summary) == ['vm1', 'vm2', 'vm3', 'vm4', 'vm5']
+    # vm5's unmount failed: the exclusive step failed, so the mount loop did not run (these results are made up to
+    # show that a VM with a failure of its own is not also called not converged).
     assert summary == {
-        'vm1': dict(empty, mounted=['a', 'c'], unmounted=['x'], unchanged=['b'], pending=['c']),
+        'vm1': dict(empty, mounted=['a', 'c'], unmounted=['x'], unchanged=['b'], pending=['c'], errors=[mm.NOT_CONVERGED]),
         'vm2': dict(empty, pending=['e'], failed=['d', 'e']),
-        'vm3': dict(empty, unchanged=['g']),
-        'vm4': dict(empty, unmounted=['y']),
+        'vm3': dict(empty, unchanged=['g'], errors=[mm.NOT_CONVERGED]),
+        'vm4': dict(empty, unmounted=['y'], errors=[mm.NOT_CONVERGED]),
         'vm5': dict(empty, failed=['w']),
     }
+
+
+EMPTY = {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': [], 'errors': []}
+
+
+def test_summary_marks_the_vm_whose_records_could_not_be_read():
+    # The exclusive step's read of vm2's records failed (a loop over the declared VM names): the mount loop and the
+    # unmount loop never ran (their registered results are still the role's empty ones).
+    declared = {'failed': True, 'results': [
+        {'item': 'vm1', 'mounts': [], 'changed': False},
+        {'item': 'vm2', 'failed': True, 'msg': 'VM vm2: the guest agent does not answer'},
+    ]}
+    summary = mm.model_mounts_summary({'results': []}, {'results': []}, ['vm1', 'vm2'], [declared, {}])
+    assert summary == {
+        'vm1': dict(EMPTY, errors=[mm.NOT_CONVERGED]),
+        'vm2': dict(EMPTY, errors=['reading its mount records failed: VM vm2: the guest agent does not answer']),
+    }
+    assert mm.model_mounts_summary_lines(summary) == [
+        'vm1: mounted []; unmounted []; unchanged []; FAILED (%s)' % mm.NOT_CONVERGED,
+        'vm2: mounted []; unmounted []; unchanged []; FAILED (reading its mount records failed: VM vm2: the guest '
+        'agent does not answer)',
+    ]
+
+
+def test_summary_marks_every_vm_when_the_records_of_the_hypervisor_could_not_be_read():
+    host = {'failed': True, 'msg': 'cannot connect to libvirt'}
+    skipped = {'skipped': True, 'results': [{'item': 'vm1', 'skipped': True}, {'item': 'vm2', 'skipped': True}]}
+    summary = mm.model_mounts_summary({'results': []}, {'results': []}, ['vm1', 'vm2'], [skipped, host])
+    assert summary == {
+        'vm1': dict(EMPTY, errors=['reading its mount records failed: cannot connect to libvirt']),
+        'vm2': dict(EMPTY, errors=['reading its mount records failed: cannot connect to libvirt']),
+    }
+
+
+def test_summary_without_a_failed_step_has_no_errors():
+    declared = {'results': [{'item': 'vm1', 'mounts': [], 'changed': False}]}
+    mounted = {'results': [_r('vm1', 'a', changed=True, mount={'status': 'mounted'})]}
+    assert mm.model_mounts_summary(mounted, {'results': []}, ['vm1'], [declared, {}]) == {
+        'vm1': dict(EMPTY, mounted=['a'])}
 
 
 def test_summary_empty():
     assert mm.model_mounts_summary({'results': []}, {'results': []}, []) == {}
     assert mm.model_mounts_summary({'results': []}, SKIPPED, None) == {}
     assert mm.model_mounts_summary({'results': []}, {'results': []}, ['vm1']) == {
-        'vm1': {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': []}}
+        'vm1': {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': [], 'errors': []}}
 
 
 SUMMARY = {
@@ -270,7 +311,29 @@ def test_report_lines():
         'HYPERVISOR  VM   ORPHAN  TAG    WHERE  SOURCE',
         'hv-b        vm1  device  aim-x  /x     -',
         'hv-b        vm2  record  aim-y  /y     /s',
+        '',
+        'HYPERVISOR  NO ANSWER',
+        'hv-c        no result: the host did not run the task',
+        'hv-d        no libvirt',
     ]
+
+
+def test_report_lines_of_hosts_that_did_not_answer():
+    hostvars = {
+        'hv-a': {'aimodel_report_info': {'mounts': [], 'orphans': [], 'changed': False, 'failed': False}},
+        'hv-b': {'aimodel_report_info': {'failed': False, 'msg': 'The libvirt Python binding\n(libvirt-python) is missing'}},
+        'hv-c': {'aimodel_report_info': {'unreachable': True, 'msg': 'Failed to connect to the host via ssh'}},
+        'hv-d': {'aimodel_report_info': {'failed': True, 'msg': 'x' * 400}},
+    }
+    lines = mm.model_mounts_report_lines(['hv-a', 'hv-b', 'hv-c', 'hv-d'], hostvars)
+    assert lines[-5:] == [
+        '',
+        'HYPERVISOR  NO ANSWER',
+        'hv-b        The libvirt Python binding (libvirt-python) is missing',
+        'hv-c        unreachable: Failed to connect to the host via ssh',
+        'hv-d        ' + 'x' * 297 + '...',
+    ]
+    assert not any(line.startswith('hv-a') for line in lines)
 
 
 def test_report_lines_no_mounts():

@@ -8,15 +8,35 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import ast
 import errno
 import json
+import os
 import socket
+import time
 import sys
 import threading
 
 import pytest
 
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+
+
+@pytest.fixture
+def run_command(monkeypatch):
+    """The run_command of a real AnsibleModule (the one the modules pass to _juicefs.Host); the environment changes
+    AnsibleModule makes (its locale) are undone after the test."""
+    for name, value in list(os.environ.items()):
+        monkeypatch.setenv(name, value)
+    with patch_module_args({}):
+        module = AnsibleModule(argument_spec={})
+    for name in ('LANG', 'LC_ALL', 'LC_MESSAGES'):
+        if name not in os.environ:
+            monkeypatch.delenv(name, raising=False)
+    return module.run_command
 
 
 @pytest.mark.parametrize('url, endpoint', [
@@ -128,21 +148,21 @@ def _sh_client(tmp_path, script):
     return str(client)
 
 
-def test_the_engine_is_asked_for_its_volume_with_the_password_in_the_environment_only(tmp_path):
+def test_the_engine_is_asked_for_its_volume_with_the_password_in_the_environment_only(tmp_path, run_command):
     client = _sh_client(tmp_path, 'echo "$@" > %s/argv; echo "$META_PASSWORD" > %s/pw\n'
                                   'echo "<INFO>: Meta address: $2" >&2\n'
                                   'echo \'{"Name": "labvol", "UUID": "%s"}\'\n' % (tmp_path, tmp_path, VOL_UUID))
-    found = _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
+    found = _juicefs.Host(run_command).engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
     assert found == ('labvol', VOL_UUID)
     assert (tmp_path / 'argv').read_text() == 'config sqlite3:///x.db\n'
     assert (tmp_path / 'pw').read_text() == 'p:w/@d\n'
 
 
 @pytest.mark.parametrize('script', ['echo "bad p:w/@d" >&2; exit 1', 'echo "{}"', 'echo "[1]"'])
-def test_an_engine_without_an_answer_fails_without_the_password(tmp_path, script):
+def test_an_engine_without_an_answer_fails_without_the_password(tmp_path, script, run_command):
     client = _sh_client(tmp_path, script)
     with pytest.raises(_juicefs.VolumeError) as err:
-        _juicefs.Host().engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
+        _juicefs.Host(run_command).engine_identity(client, 'sqlite3:///x.db', 'p:w/@d')
     assert str(err.value).startswith('volume.meta_url: cannot read the volume') and 'p:w/@d' not in str(err.value)
 
 
@@ -198,27 +218,54 @@ def _client(tmp_path, status=3):
     return str(script)
 
 
-def test_the_client_gets_the_password_only_in_its_environment_and_its_output_is_scrubbed(tmp_path, monkeypatch):
+def test_the_client_gets_the_password_only_in_its_environment_and_its_output_is_scrubbed(
+        tmp_path, monkeypatch, run_command):
     for name, value in MODULE_ENV.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(_juicefs.VolumeError) as err:
-        _juicefs.Host().mount(_client(tmp_path), 'v1', 'sqlite3://%s/meta.db' % tmp_path, HARD, True,
-                              root=str(tmp_path / 'volumes'), log_dir=str(tmp_path / 'log'))
+        _juicefs.Host(run_command).mount(_client(tmp_path), 'v1', 'sqlite3://%s/meta.db' % tmp_path, HARD, True,
+                                         root=str(tmp_path / 'volumes'), log_dir=str(tmp_path / 'log'))
     msg = str(err.value)
     assert msg.startswith('mounting volume v1 at %s/volumes/v1/ro failed (exit 3): ' % tmp_path)
     assert "('META_PASSWORD', '****')" in msg and '**** ****' in msg
-    for piece in ['Xqv7', 'Zrw9', 'Wmk4', 'Kpz2', 'Jtn5', 'AIMODEL_META', 'REDIS_PASSWORD', 'stale', 'LD_PRELOAD',
-                  'de_DE', 'LIBVIRT']:
+    for piece in ['Xqv7', 'Zrw9', 'Wmk4', 'Kpz2', 'Jtn5', 'AIMODEL_META', 'REDIS_PASSWORD', 'stale', 'de_DE', 'LIBVIRT']:
         assert piece not in msg
     assert "('LC_ALL', 'C')" in msg and "'--read-only', 'sqlite3://%s/meta.db'" % tmp_path in msg
+    # The client's environment (the line it prints) holds the allowed variables and the password, nothing else;
+    # env(1), which starts it, still has LD_PRELOAD and the dynamic loader may say so on stderr.
+    client_env = [line for line in msg.splitlines() if line.startswith("[('")][0]
+    assert sorted(name for name, _value in ast.literal_eval(client_env)) == [
+        'HOME', 'LANG', 'LC_ALL', 'META_PASSWORD', 'PATH', 'TZ', 'https_proxy']
 
 
-def test_warmup_and_umount_get_no_password(tmp_path, monkeypatch):
+def test_warmup_and_umount_get_no_password(tmp_path, monkeypatch, run_command):
     for name, value in MODULE_ENV.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(_juicefs.VolumeError) as err:
-        _juicefs.Host().warmup(_client(tmp_path), str(tmp_path))
+        _juicefs.Host(run_command).warmup(_client(tmp_path), str(tmp_path))
     assert "('META_PASSWORD'" not in str(err.value) and 'AIMODEL_META' not in str(err.value)
-    rc, output = _juicefs._run(['env'])   # pylint: disable=protected-access
+    rc, output = _juicefs._run(run_command, ['env'], stderr=False)   # pylint: disable=protected-access
     assert rc == 0 and sorted(line.split('=', 1)[0] for line in output.splitlines()) == [
         'HOME', 'LANG', 'LC_ALL', 'PATH', 'TZ', 'https_proxy']
+
+
+def test_a_program_past_its_timeout_is_killed(tmp_path, run_command):
+    client = _sh_client(tmp_path, 'echo started; exec sleep 60\n')
+    start = time.monotonic()
+    rc, output = _juicefs._run(run_command, [client], timeout=1)   # pylint: disable=protected-access
+    assert (rc, output) == (124, 'timed out after 1s')
+    assert time.monotonic() - start < 30
+
+
+def test_the_arguments_reach_the_program_as_they_are(tmp_path, run_command, monkeypatch):
+    monkeypatch.setenv('AIMODEL_X', 'expanded')
+    client = _sh_client(tmp_path, 'for a in "$@"; do echo "[$a]"; done; echo out; echo err >&2; exit 2\n')
+    rc, output = _juicefs._run(run_command, [client, '$AIMODEL_X', '~', 'a b'],   # pylint: disable=protected-access
+                               stderr=False)
+    assert (rc, output) == (2, '[$AIMODEL_X]\n[~]\n[a b]\nout\nerr\n')
+
+
+def test_a_host_made_without_run_command_runs_nothing(tmp_path):
+    with pytest.raises(_juicefs.VolumeError) as err:
+        _juicefs.Host().warmup(_sh_client(tmp_path, 'exit 0\n'), str(tmp_path))
+    assert "needs the module's run_command" in str(err.value)
