@@ -204,7 +204,7 @@ options:
       - There is one readahead per device (all its models read through one guest file system), set to the
         largest value that the models of the device ask for.
       - Checked on every run and set again when it differs. A guest reboot mounts the device again from the fstab
-        with the kernel's default: on a guest that runs systemd (its PID 1), a unit written and removed with the
+        with the kernel's default. On a guest that runs systemd (its PID 1), a unit written and removed with the
         device's fstab line (C(/etc/systemd/system/aimodel-<ro|rw>-readahead.service), wanted by the mount unit of
         C(/run/aimodel/<ro|rw>)) sets it again after every boot. Elsewhere it stays the kernel's default until the
         next run; M(aimodel.kvm.vm_model_mount_info) reports both in RV(aimodel.kvm.vm_model_mount_info#module:mounts[].tuning).

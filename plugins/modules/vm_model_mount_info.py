@@ -296,7 +296,7 @@ mounts:
           (its UUID differs from RV(mounts[].volume_uuid)), another volume of the same name.
         - V(not_pinned), V(pin_stale), V(pin_dead) the model's bind on the host is missing, binds something else, or
           does not answer (see RV(mounts[].host_pinned)); the guest then does not read the recorded directory.
-        - A readahead other than the one asked is no reason here (the mount serves its data): see RV(mounts[].tuning).
+        - A readahead other than the one asked is no reason here (the mount serves its data); see RV(mounts[].tuning).
         - Running M(aimodel.kvm.vm_model_mount) again with the same arguments repairs every reason but
           V(guest_unreachable), V(vm_stopped), V(host_volume_slow) and V(host_volume_not_recorded).
       type: list
@@ -361,7 +361,7 @@ mounts:
             - V(no_systemd) the guest's PID 1 is not systemd (after a reboot the fstab mounts the model with the kernel's
               default readahead until the next run).
             - V(unit_missing) the guest runs systemd but the unit is missing or asks for another value (a run writes it).
-            - V(not_persisted) the mount is not in the guest's fstab (V(persist=false)): it does not come back at all.
+            - V(not_persisted) the mount is not in the guest's fstab (V(persist=false)), so it does not come back at all.
             - V(own_device) the model is on a device of its own (an earlier layout; a run moves it).
           type: str
           sample: null
