@@ -12,14 +12,8 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import guest_run
+from ansible_collections.aimodel.kvm.tests.unit.plugins.modules.test_vm_model_mount import ARGS, ARGS2
 
-ARGS = {
-    'vm': 'vm1',
-    'model': 'm1',
-    'source_path': 'models/m1',
-    'volume': {'name': 'labvol', 'meta_url': 'redis://:s3cr3t-pw@127.0.0.1:16379/1'},
-}
-ARGS2 = dict(ARGS, model='m2', source_path='models/m2')
 UNIT = '/etc/systemd/system/aimodel-ro-readahead.service'
 LINK = '/etc/systemd/system/run-aimodel-ro.mount.wants/aimodel-ro-readahead.service'
 
