@@ -90,6 +90,11 @@ def _guest_side(ctx, current, record):
         target = entry['target']
         ctx.plan.add_guest('unmount %s from %s in the guest%s' % (record['model'], target, ' (lazily if busy)' if force else ''),
                            lambda target=target: ctx.guest_umount(target, force))
+    if record.get('device') and record.get('mount_path'):
+        path = record['mount_path']
+        if state.stale_bind_at(path, fstab_key(record)) is not None:
+            ctx.plan.add_guest('unmount the empty bind at %s in the guest (the fstab made it at boot while the base '
+                               'mount of %s was missing)' % (path, record['device']), lambda: ctx.guest_umount(path, True))
 
 
 def _own_device(ctx, tag):

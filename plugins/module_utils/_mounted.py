@@ -85,6 +85,10 @@ class Mount:
         self.base_here = None
         self.cleared = set()
 
+    def stale_bind(self):
+        """The bind at mount_path of the model's fstab source made while the base mount was missing, or None."""
+        return self.ctx.state.stale_bind_at(self.path, '%s/%s' % (self.base, self.entry))
+
     def model_mounts(self):
         """Every guest mount of this model: its binds from the shared device, and those of an earlier record
         (another device, or a device of its own)."""
@@ -142,7 +146,7 @@ def _check(m):
         except _guest.CommandsDisabled as exc:
             raise OperationFailed('%s: nothing was changed: %s' % (ctx.where, exc))
         at = state.guest_mount_at(m.path)
-        if at is not None and at not in m.model_mounts():
+        if at is not None and at not in m.model_mounts() and m.stale_bind() is None:
             raise OperationFailed('%s: %s is already a mount point in the guest (%s, %s), not of model %s; '
                                   'nothing was changed' % (ctx.where, m.path, at['source'], at['fstype'], m.model))
     if m.running and len(state.devices_with_tag(m.device)) > 1:
@@ -538,6 +542,9 @@ def _guest_mount(m):
         m.guest_touched = True
     if desired['guest_mount'] and keep is None:
         source = '%s/%s' % (m.base, m.entry)
+        if m.stale_bind() is not None:
+            ctx.plan.add_guest('unmount the empty bind at %s in the guest (the fstab made it at boot while the base '
+                               'mount %s was missing)' % (path, m.base), lambda: ctx.guest_umount(path, True))
         ro_opt = 'ro' if desired['read_only'] else 'rw'
 
         def bind():

@@ -48,3 +48,24 @@ def visible_at(mounts, target):
         if entry['target'] == target:
             found = entry
     return found
+
+
+def holding(mounts, path):
+    """The visible mount that holds this path: the last of those with the longest mount point above it."""
+    best = None
+    for entry in mounts:
+        top = entry['target'].rstrip('/')
+        if path == entry['target'] or path.startswith(top + '/'):
+            if best is None or len(entry['target']) >= len(best['target']):
+                best = entry
+    return best
+
+
+def shows(entry, holder, path):
+    """Whether the mount ``entry`` shows the directory ``path`` of the file system of ``holder`` (the mount that
+    holds that path): the same file system, and its root is that directory."""
+    if entry is holder or entry['dev'] != holder['dev']:
+        return False
+    below = path[len(holder['target'].rstrip('/')):]
+    want = holder.get('root', '/').rstrip('/') + below
+    return entry.get('root', '/').rstrip('/') == want.rstrip('/')

@@ -17,7 +17,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
-from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import visible_at
+from ansible_collections.aimodel.kvm.plugins.module_utils._mountinfo import holding, shows, visible_at
 
 
 class VmState:
@@ -102,6 +102,17 @@ class VmState:
     def guest_mount_at(self, path):
         """The last mount at this guest path (the visible one, of any file system), or None."""
         return visible_at(self.guest_mounts or [], path)
+
+    def stale_bind_at(self, path, source):
+        """The visible mount at ``path`` when it is a bind of the guest directory ``source`` taken from the file
+        system that holds that directory instead of from a shared device: what a model's fstab line makes at boot
+        when the base mount above its source is missing (systemd creates a bind mount's missing source directory,
+        on the guest's /run). It serves nothing; None when the mount at path is anything else."""
+        at = self.guest_mount_at(path)
+        if at is None or at['fstype'] == _guest.FSTYPE:
+            return None
+        holder = holding([e for e in self.guest_mounts or [] if e is not at], source)
+        return at if holder is not None and holder['fstype'] != _guest.FSTYPE and shows(at, holder, source) else None
 
     def records_on(self, device):
         """The models recorded (live or persistent) on this shared device."""

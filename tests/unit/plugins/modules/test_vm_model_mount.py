@@ -1195,6 +1195,61 @@ def test_guest_reboot_brings_the_readahead_back(domain, host, run_module):
     assert not domain.guest.argvs, 'then a no-op again: no guest process'
 
 
+def reboot_without_base(domain):
+    """The guest rebooted with the base line gone from its fstab but the model's bind line kept: systemd made the
+    bind's missing source directory on the guest's /run (a tmpfs) and bound that empty directory at mount_path."""
+    guest_run(domain, ['umount', '/mnt/models/m1'])
+    guest_run(domain, ['umount', BASE])
+    run = domain.guest.add_mount('tmpfs', '/run', 'tmpfs', 'rw,nosuid,nodev', dev='0:25')
+    domain.guest.add_mount('tmpfs', '/mnt/models/m1', 'tmpfs', 'ro,nosuid,nodev', root='/aimodel/ro/' + TAG,
+                           dev=run['dev'])
+    domain.guest.files['/etc/fstab'] = domain.guest.files['/etc/fstab'].replace(base_line() + '\n', '')
+
+
+def test_empty_bind_made_at_boot_without_the_base_is_replaced(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    reboot_without_base(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True, result
+    assert 'unmount the empty bind at /mnt/models/m1 in the guest (the fstab made it at boot while the base mount ' \
+        '%s was missing)' % BASE in result['actions']
+    assert [m['fstype'] for m in domain.guest.mounts if m['target'] == '/mnt/models/m1'] == ['virtiofs']
+    assert domain.guest.model_mounts() == [('/mnt/models/m1', '/' + TAG, 'ro,nosuid,nodev')]
+    assert base_line() in domain.guest.files['/etc/fstab']
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+
+
+def test_unmount_takes_the_empty_bind_made_at_boot_away(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    reboot_without_base(domain)
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['changed'] is True, result
+    assert not [m for m in domain.guest.mounts if m['target'] == '/mnt/models/m1']
+    assert TAG not in domain.guest.files['/etc/fstab']
+
+
+@pytest.mark.parametrize('root', ['/', '/aimodel/ro/other', '/aimodel/ro/' + TAG + '/sub'])
+def test_another_mount_at_the_mount_path_is_still_refused(domain, host, run_module, root):
+    # The same file system as /run, but not the directory the model's fstab line binds: not ours.
+    run = domain.guest.add_mount('tmpfs', '/run', 'tmpfs', 'rw,nosuid,nodev', dev='0:25')
+    guest_run(domain, ['mkdir', '-p', '/mnt/models/m1'])
+    domain.guest.add_mount('tmpfs', '/mnt/models/m1', 'tmpfs', 'rw', root=root, dev=run['dev'])
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed']
+    assert '/mnt/models/m1 is already a mount point in the guest (tmpfs, tmpfs), not of model m1' in result['msg']
+    assert snapshot(domain) == before
+
+
+def test_a_tmpfs_of_its_own_at_the_mount_path_is_refused(domain, host, run_module):
+    # A file system of its own (another device) whose root happens to look like the model's source: not ours.
+    domain.guest.add_mount('tmpfs', '/run', 'tmpfs', 'rw,nosuid,nodev', dev='0:25')
+    guest_run(domain, ['mkdir', '-p', '/mnt/models/m1'])
+    domain.guest.add_mount('tmpfs', '/mnt/models/m1', 'tmpfs', 'rw', root='/aimodel/ro/' + TAG, dev='0:26')
+    result = run_module(vm_model_mount, ARGS)
+    assert result['failed'] and 'is already a mount point in the guest' in result['msg']
+
+
 def test_locked_down_agent_mounts_with_guest_processes_only(domain, host, run_module):
     # An agent without the guest-file-* commands: reads with cat, the readahead with a constant script.
     domain.guest.no_file_ops = True
