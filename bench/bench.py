@@ -8,10 +8,11 @@ lab's q35 VM. Run it through bench/run, which sets up the collection paths. Prin
 as JSON to $BENCH_DIR/results.json. Every comparison is measured in the same run, alternating.
 
 The sections (BENCH_ONLY picks them, in this order): reads (guest_reads.py), mount (mount_cost.py),
-layout (layouts.py), noop (noop.py), data (data_path.py), scale (scaling.py), q35 (layouts.py); what they share
+layout (layouts.py), noop (noop.py), data (data_path.py), scale (scaling.py), q35 (layouts.py), reboot (reboot.py,
+on the lab's Debian guest LAB_VM_DEB); what they share
 is in common.py.
 
-Only the lab's second VM (LAB_VM2), its q35 VM (LAB_VM_Q35) and bench-only VMs it defines itself (copies of
+Only the lab's second VM (LAB_VM2), its q35 VM (LAB_VM_Q35), its Debian VM (LAB_VM_DEB) and bench-only VMs it defines itself (copies of
 LAB_VM2's XML with their own persistent disk, undefined and deleted at the end) are touched; the module runs use
 their own JuiceFS mount of the lab volume under $BENCH_DIR/volumes.
 """
@@ -28,10 +29,11 @@ import guest_reads
 import layouts
 import mount_cost
 import noop
+import reboot
 import scaling
 from common import BENCH_VMS, MODELS, say
 
-SECTIONS = ['reads', 'mount', 'layout', 'noop', 'data', 'scale', 'q35']
+SECTIONS = ['reads', 'mount', 'layout', 'noop', 'data', 'scale', 'q35', 'reboot']
 
 
 def machine(b):
@@ -69,7 +71,7 @@ def run_sections(b, only):
     sections = [('reads', [b.vm], guest_reads.run), ('mount', [b.vm], mount_cost.run),
                 ('layout', [b.vm], layouts.first_later), ('noop', [b.vm], noop.run),
                 ('data', [b.vm], data_path.run), ('scale', [b.vm] + BENCH_VMS, scaling.run),
-                ('q35', [b.vm_q35], layouts.q35)]
+                ('q35', [b.vm_q35], layouts.q35), ('reboot', [b.vm_deb], reboot.run)]
     took = b.results.setdefault('section_s', {})
     for key, vms, section in sections:
         if key not in only or not all(vms):
@@ -106,7 +108,7 @@ def main():
         b.remove_bench_vm(name)
         b.define_bench_vm(name)
     try:
-        ours = [b.vm] + ([b.vm_q35] if b.vm_q35 else [])
+        ours = [b.vm] + [name for name in (b.vm_q35, b.vm_deb) if name]
         b.heal_after_libvirtd_restart(ours)
         leftovers = [(name, m) for name in ours for m in b.our_models(name)]
         for name in BENCH_VMS:

@@ -142,6 +142,7 @@ class Bench:  # pylint: disable=too-many-instance-attributes,too-many-public-met
         self.uri = self.vars['lab_uri']
         self.vm = self.vars['lab_vm2']
         self.vm_q35 = self.vars.get('lab_vm_q35')
+        self.vm_deb = self.vars.get('lab_vm_deb')
         self.source = self.vars['lab_model_source']
         self.volume = {'name': self.vars['lab_volume_name'], 'meta_url': self.vars['lab_meta_url'],
                        'mount_root': os.path.join(self.dir, 'volumes'), 'cache_dir': os.path.join(self.dir, 'jfscache')}

@@ -17,6 +17,7 @@ from common import fmt, ratio, say, summary
 
 KERNEL_READ_AHEAD_KB = 128      # the guest kernel's default readahead of a virtiofs mount
 DD_TIMING = set()               # how dd() timed its reads, for the section's first line
+BLK_POINT = '/mnt/bench-blk'    # where the guest mounts the virtio-blk image
 
 
 def dd(b, name, path):
@@ -55,8 +56,8 @@ def guest_mount_dev(b, name, path):
     return found
 
 
-def run(b):
-    say('== 3. Data path: sequential read of model.safetensors in the guest (%d runs, alternating) ==' % b.runs)
+def blk_image(b):
+    """An ext4 image holding a copy of model.safetensors, and its disk XML (virtio-blk vdb, read-only)."""
     size = os.path.getsize(os.path.join(b.vars['lab_model_host_dir'], 'model.safetensors'))
     img = os.path.join(b.dir, 'blk.img')
     src = os.path.join(b.dir, 'blk-src')
@@ -68,19 +69,40 @@ def run(b):
     shutil.rmtree(src)
     disk = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/>"
             "<target dev='vdb' bus='virtio'/><readonly/></disk>" % img)
-    b.dom().attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    b.gexec(b.vm, ['mkdir', '-p', '/mnt/bench-blk'])
+    return img, disk
+
+
+def mount_blk(b, name, point=BLK_POINT):
+    """Mount the attached image in the guest (read-only); the guest may need a moment to see the disk."""
+    b.gexec(name, ['mkdir', '-p', point])
+    err = ''
     for _try in range(100):
-        rc, _out, err = b.gexec(b.vm, ['mount', '-t', 'ext4', '-o', 'ro,noload', '/dev/vdb', '/mnt/bench-blk'])
+        rc, _out, err = b.gexec(name, ['mount', '-t', 'ext4', '-o', 'ro,noload', '/dev/vdb', point])
         if rc == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError('cannot mount the virtio-blk disk in the guest: %s' % err)
+
+
+def detach_blk(b, name, img, disk):
+    b.dom(name).detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    for _try in range(100):
+        if img not in b.dom(name).XMLDesc(0):
             break
         time.sleep(0.1)
-    else:
-        raise RuntimeError('cannot mount the virtio-blk disk in the guest: %s' % err)
+    os.unlink(img)
+
+
+def run(b):
+    say('== 3. Data path: sequential read of model.safetensors in the guest (%d runs, alternating) ==' % b.runs)
+    size = os.path.getsize(os.path.join(b.vars['lab_model_host_dir'], 'model.safetensors'))
+    img, disk = blk_image(b)
+    b.dom().attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    mount_blk(b, b.vm)
     plain_dir = b.vars['lab_model_host_dir']
     b.raw_mount('bench-plain', '/mnt/bench-plain', plain_dir)
     vfile = '/mnt/models/bench-data/model.safetensors'
-    bfile = '/mnt/bench-blk/model.safetensors'
+    bfile = BLK_POINT + '/model.safetensors'
     pfile = '/mnt/bench-plain/model.safetensors'
     hfile = os.path.join(b.host_point, b.source, 'model.safetensors')
     names = [n for n in ('old', 'new') if n in b.layouts]
@@ -129,13 +151,8 @@ def run(b):
             host_warm.append(host_dd(hfile))
     finally:
         b.raw_unmount('bench-plain', '/mnt/bench-plain', plain_dir)
-        b.gexec(b.vm, ['umount', '/mnt/bench-blk'])
-        b.dom().detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        for _try in range(100):
-            if img not in b.dom().XMLDesc(0):
-                break
-            time.sleep(0.1)
-        os.unlink(img)
+        b.gexec(b.vm, ['umount', BLK_POINT])
+        detach_blk(b, b.vm, img, disk)
         if mounted:
             b.unmount_all([(b.vm, 'bench-data')], mounted)
     mb = size / 1e6
