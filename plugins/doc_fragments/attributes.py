@@ -17,9 +17,12 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
   action_group:
-    description: Use C(group/aimodel.kvm.vm_model_mount) in C(module_defaults) to set defaults for this module.
+    description: Use C(group/aimodel.kvm.kvm) (or its other name C(group/aimodel.kvm.vm_model_mount)) in
+      C(module_defaults) to set defaults for this module; options both modules share (O(uri), O(volume),
+      O(agent_timeout)) can be set there once for both.
     support: full
     membership:
+      - aimodel.kvm.kvm
       - aimodel.kvm.vm_model_mount
 '''
 

@@ -76,9 +76,8 @@ MAX_OUTPUT_BYTES = 1048576
 # The longest agent reply parsed: a file chunk or the output and errors of a command, base64-encoded, fit in it.
 MAX_REPLY_CHARS = 4 * (READ_CHUNK + 2 * MAX_OUTPUT_BYTES)
 SYSFS_BYTES = 64
-# The error of a guest that used up the guest time of the run (VM, seconds, when).
-GUEST_TIME_SPENT = ('the guest of VM %s answered out of bounds: it used up the guest time of the run (guest_timeout, '
-                    '%s s) %s')
+# The error of a guest that used up the guest time of the run (VM, the option that set it, seconds, when).
+GUEST_TIME_SPENT = 'the guest of VM %s answered out of bounds: it used up the guest time of the run (%s, %s s) %s'
 # Text that comes from the guest is cut to this many characters in messages.
 MAX_GUEST_TEXT = 400
 # Polling a guest process: every POLL_FAST s for the first POLL_FAST_FOR s (short guest commands end within
@@ -163,13 +162,15 @@ class ExecResult:
 class Agent:
     """qemu-guest-agent of one domain. ``domain`` needs only ``agent_command(json, timeout)`` and ``name``."""
 
-    def __init__(self, domain, timeout=30, budget=None):
+    def __init__(self, domain, timeout=30, budget=None, budget_option='guest_timeout'):
         self.domain = domain
         self.timeout = timeout
-        # Seconds of guest time the whole run may spend on this guest (None: no such limit): every agent call
-        # and every wait for a guest command counts, host work in between does not. A call gets at most the time
-        # that is left; once it is spent, every further guest interaction fails (see GUEST_TIME_SPENT).
+        # Seconds of guest time the whole run may spend on this guest (None: no such limit), as the option
+        # ``budget_option`` set it: every agent call and every wait for a guest command counts, host work in
+        # between does not. A call gets at most the time that is left; once it is spent, every further guest
+        # interaction fails (see GUEST_TIME_SPENT).
         self.budget = self.guest_timeout = budget
+        self.budget_option = budget_option
         self.spent = 0.0
         self.rollback_allowed = False
         self.round_trips = 0
@@ -183,7 +184,7 @@ class Agent:
             return timeout
         left = self.budget - self.spent
         if left <= 0:
-            raise GuestError(GUEST_TIME_SPENT % (self.domain.name, self.guest_timeout, 'before ' + what))
+            raise GuestError(GUEST_TIME_SPENT % (self.domain.name, self.budget_option, self.guest_timeout, 'before ' + what))
         return min(timeout, left)
 
     def _pause(self, delay, what):
@@ -263,7 +264,7 @@ class Agent:
                 raise GuestError('in VM %s, %s failed: %s' % (self.domain.name, execute, text))
             if limit < own and time.monotonic() - started >= limit:
                 # It did not answer within what was left of the run's guest time: it used that up.
-                raise GuestError(GUEST_TIME_SPENT % (self.domain.name, self.guest_timeout, 'waiting for ' + execute))
+                raise GuestError(GUEST_TIME_SPENT % (self.domain.name, self.budget_option, self.guest_timeout, 'waiting for ' + execute))
             raise GuestError('guest agent of VM %s did not answer %s: %s' % (self.domain.name, execute, text),
                              unreachable=True)
         finally:

@@ -21,17 +21,13 @@ from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import fstab_
 from ansible_collections.aimodel.kvm.plugins.module_utils._state import HostVolumes, VmState
 
 
-# A VM's guest gets this many agent timeouts for the whole report of that VM, unless guest_timeout says otherwise.
-VM_BUDGET_TIMEOUTS = 3
-
-
-def collect(conn, vm, model, mount_root, agent_timeout, guest_timeout=None):
+def collect(conn, vm, model, mount_root, agent_timeout, guest_report_timeout):
     """(mounts, orphans, vms) of one VM (``vm``) or of every VM of the connection, optionally of one model.
 
     VMs are isolated: a guest that misbehaves (answers out of bounds, too slowly, or with garbage) gets the
     reason ``guest_error`` on its own mounts and its message in ``vms``; a VM that cannot be read at all is
-    listed with its ``error``; every other VM is reported in full. Each guest gets ``guest_timeout`` seconds of
-    guest time (default: VM_BUDGET_TIMEOUTS agent timeouts)."""
+    listed with its ``error``; every other VM is reported in full. Each guest gets ``guest_report_timeout``
+    seconds of guest time."""
     if vm:
         domain = conn.lookup(vm)
         domains = [domain] if domain is not None else []
@@ -40,7 +36,7 @@ def collect(conn, vm, model, mount_root, agent_timeout, guest_timeout=None):
     mounts, orphans, vms = [], [], []
     host_volumes = HostVolumes(_juicefs.Host(), mount_root)
     for domain in domains:
-        agent = _guest.Agent(domain, agent_timeout, budget=guest_timeout or VM_BUDGET_TIMEOUTS * agent_timeout)
+        agent = _guest.Agent(domain, agent_timeout, budget=guest_report_timeout, budget_option='guest_report_timeout')
         try:
             state = VmState(domain, agent)
             try:
@@ -52,10 +48,10 @@ def collect(conn, vm, model, mount_root, agent_timeout, guest_timeout=None):
         except _libvirt.VirtError as exc:
             if exc.code == _libvirt.ERR_NO_DOMAIN:
                 continue  # undefined while we looked: it has no mounts any more
-            vms.append({'name': domain.name, 'uuid': domain.uuid, 'error': _guest.clip(exc)})
+            vms.append({'vm': domain.name, 'uuid': domain.uuid, 'error': _guest.clip(exc)})
             continue
         except AimodelError as exc:
-            vms.append({'name': domain.name, 'uuid': domain.uuid, 'error': _guest.clip(exc)})
+            vms.append({'vm': domain.name, 'uuid': domain.uuid, 'error': _guest.clip(exc)})
             continue
         if model:
             entries = [e for e in entries if e['model'] == model]
@@ -63,7 +59,7 @@ def collect(conn, vm, model, mount_root, agent_timeout, guest_timeout=None):
         mounts.extend(entries)
         orphans.extend(strays)
         error = state.guest_error
-        vm_entry = {'name': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
+        vm_entry = {'vm': domain.name, 'uuid': domain.uuid, 'active': state.active, 'persistent': state.persistent,
                     'guest_reachable': (error is None or not error.unreachable) if state.active else None,
                     'guest_error': _guest.clip(error) if state.active and error is not None else None,
                     'free_hotplug_slots': _libvirt.free_hotplug_slots(state.live_xml) if state.active else None}
@@ -253,11 +249,11 @@ def _orphans(state, vm_name, host_volumes, records, entries):
             ours = _spec.is_our_tag(dev['tag']) or _export.key_of_tag(dev['tag']) is not None
             if ours and dev['tag'] not in used:
                 orphans.append({'vm': vm_name, 'kind': 'device_without_record', 'where': where,
-                                'tag': dev['tag'], 'source': dev['source']})
+                                'tag': dev['tag'], 'model': None, 'source': dev['source']})
     if host_volumes is not None:
         pinned = set((_export.key_of_tag(r['device']), r['tag']) for r in records.values() if r.get('device'))
         for key, entry in host_volumes.host.bound_entries(state.domain.uuid):
             if (key, entry) not in pinned:
-                orphans.append({'vm': vm_name, 'kind': 'bind_without_record', 'where': 'host',
-                                'tag': entry, 'source': _export.entry_path(state.domain.uuid, key, entry)})
+                orphans.append({'vm': vm_name, 'kind': 'bind_without_record', 'where': 'host', 'tag': entry,
+                                'model': None, 'source': _export.entry_path(state.domain.uuid, key, entry)})
     return orphans

@@ -416,9 +416,6 @@ def desired_from_params(params):
     volume = params['volume']
     if not volume:
         raise SpecError('volume', 'is required with state=mounted')
-    if params['cache'] == 'never':
-        raise SpecError('cache', 'never is refused: model loaders mmap the weights and mmap fails on a '
-                                 'virtiofs mount without cache; use auto or always')
     if params['read_ahead_kb'] is None or not 0 <= params['read_ahead_kb'] <= MAX_READ_AHEAD_KB:
         raise SpecError('read_ahead_kb', 'must be between 0 (keep the guest kernel default) and %d KiB, got %r'
                         % (MAX_READ_AHEAD_KB, params['read_ahead_kb']))

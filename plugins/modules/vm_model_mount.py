@@ -54,6 +54,7 @@ options:
       - Name or UUID of the libvirt domain.
     type: str
     required: true
+    aliases: [name, guest]
   model:
     description:
       - Logical name of the model. It identifies the mount within the VM (one mount per model per VM) and derives
@@ -72,6 +73,8 @@ options:
     description:
       - The model repository volume that holds the model. Required with O(state=mounted); with O(state=absent)
         everything is read from the record.
+      - M(aimodel.kvm.vm_model_mount_info) takes the same option (so that one C(module_defaults) entry of the
+        group C(aimodel.kvm.kvm) sets it for both) and uses only its O(volume.mount_root).
     type: dict
     suboptions:
       name:
@@ -190,11 +193,12 @@ options:
     default: false
   cache:
     description:
-      - virtiofs cache mode of the device. V(never) is refused, because model loaders map the weights into memory
-        (mmap) and mmap fails on a virtiofs mount without cache. V(always) models share a device of their own
-        (C(aimodel-ro-always)), since the cache mode is one per device.
+      - virtiofs cache mode of the device. V(always) models share a device of their own (C(aimodel-ro-always)),
+        since the cache mode is one per device.
+      - virtiofs' third mode, C(never), is not offered - model loaders map the weights into memory (mmap), and mmap
+        fails (C(ENODEV)) on a virtiofs mount without cache.
     type: str
-    choices: [auto, always, never]
+    choices: [auto, always]
     default: auto
   read_ahead_kb:
     description:
@@ -218,7 +222,9 @@ options:
     default: 120
   agent_timeout:
     description:
-      - Seconds to wait for one guest agent call.
+      - Seconds to wait for one guest agent call, and for one guest command (a mount, the rewrite of the fstab) to
+        finish; the default leaves room for a guest under TCG emulation, where guest commands are slow.
+      - The same option, with the same default, as O(aimodel.kvm.vm_model_mount_info#module:agent_timeout).
     type: int
     default: 30
   guest_timeout:
@@ -230,6 +236,8 @@ options:
         time of the run) and changes nothing further; what it did is rolled back, and the rollback gets at most
         O(agent_timeout) more of the guest's time.
       - It bounds what a guest that answers every call slowly, just within O(agent_timeout), can make a run last.
+      - M(aimodel.kvm.vm_model_mount_info) bounds the guest of each VM it reports with its own, shorter
+        O(aimodel.kvm.vm_model_mount_info#module:guest_report_timeout).
     type: int
     default: 300
   device_timeout:
@@ -319,9 +327,9 @@ EXAMPLES = r'''
       meta_url: redis://10.0.0.5:6379/1
       meta_password: "{{ vault_models_meta_password }}"
 
-- name: Set the connection and volume once for several tasks
+- name: Set the connection and volume once for several tasks (of both modules)
   module_defaults:
-    group/aimodel.kvm.vm_model_mount:
+    group/aimodel.kvm.kvm:
       uri: qemu:///system
       volume:
         name: models
@@ -456,35 +464,21 @@ diff:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
-
 from ansible_collections.aimodel.kvm.plugins.module_utils import _absent
 from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
-from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _mounted
+from ansible_collections.aimodel.kvm.plugins.module_utils import _options
 from ansible_collections.aimodel.kvm.plugins.module_utils import _plan
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 
 def argument_spec():
-    return dict(
-        uri=_libvirt.uri_option(),
-        vm=dict(type='str', required=True),
+    spec = _options.shared(required=True)
+    spec.update(
         model=dict(type='str', required=True),
         source_path=dict(type='str'),
-        volume=dict(type='dict', options=dict(
-            name=dict(type='str', required=True),
-            # Not no_log as a whole: the URL without its password is the volume's identity, returned in the record;
-            # the password inside it is masked (see main).
-            meta_url=dict(type='str', no_log=False, fallback=(env_fallback, ['AIMODEL_META_URL'])),
-            meta_password=dict(type='str', no_log=True, fallback=(env_fallback, ['AIMODEL_META_PASSWORD'])),
-            mount_root=dict(type='path', default=_juicefs.DEFAULT_MOUNT_ROOT),
-            cache_dir=dict(type='path'),
-            cache_size=dict(type='int'),
-            client_path=dict(type='path'),
-        )),
         mount_path=dict(type='str'),
         read_only=dict(type='bool', default=True),
         state=dict(type='str', default='mounted', choices=['mounted', 'absent']),
@@ -492,23 +486,13 @@ def argument_spec():
         guest_mount=dict(type='bool', default=True),
         force=dict(type='bool', default=False),
         warmup=dict(type='bool', default=False),
-        cache=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
+        cache=dict(type='str', default='auto', choices=['auto', 'always']),
         read_ahead_kb=dict(type='int', default=1024),
         lock_timeout=dict(type='int', default=120),
-        agent_timeout=dict(type='int', default=30),
         guest_timeout=dict(type='int', default=300),
         device_timeout=dict(type='int', default=60),
     )
-
-
-class _Module(AnsibleModule):
-    """ansible-core reports a dict option that is not a dict without its name ("dictionary requested, could
-    not parse JSON or key=value"); volume is the only dict option, so name it."""
-
-    def fail_json(self, msg=None, **kwargs):  # pylint: disable=arguments-differ
-        if isinstance(msg, str) and msg.startswith('dictionary requested'):
-            msg = 'volume: must be a dictionary (name, meta_url, ...): %s' % msg
-        super(_Module, self).fail_json(msg=msg, **kwargs)
+    return spec
 
 
 def run(module, desired, volume):
@@ -526,11 +510,9 @@ def run(module, desired, volume):
 
 
 def main():
-    module = _Module(argument_spec=argument_spec(), supports_check_mode=True)
+    module = _options.Module(argument_spec())
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=_libvirt.missing_binding_msg(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    for secret in _spec.url_secrets((module.params.get('volume') or {}).get('meta_url')):
-        module.no_log_values.add(secret)
     try:
         desired, volume = _spec.desired_from_params(module.params)
         if volume:

@@ -33,29 +33,73 @@ options:
     description:
       - Name or UUID of the VM. All VMs of the host when omitted. A VM that does not exist gives an empty result.
     type: str
+    aliases: [name, guest]
   model:
     description:
       - Only report this model.
     type: str
-  mount_root:
+  volume:
     description:
-      - Directory under which the modules mount volumes on the host (as in O(aimodel.kvm.vm_model_mount#module:volume.mount_root)).
-      - Checked like that option - absolute, without V(..), and it and every directory on the way to it owned by root
-        (or the user the module runs as) and writable by neither its group nor others (C(/tmp) is refused too).
-    type: path
-    default: /var/lib/aimodel/volumes
+      - The same option as O(aimodel.kvm.vm_model_mount#module:volume), so that one C(module_defaults) entry of the
+        group C(aimodel.kvm.kvm) sets it for both modules.
+      - Only O(volume.mount_root) is used, as where the host's volumes are looked for. The report is never filtered
+        by volume - every recorded mount of every volume and every orphan is reported, whatever O(volume.name) says.
+        The other suboptions are accepted and not used.
+    type: dict
+    suboptions:
+      name:
+        description:
+          - Name of the volume. Not used here (see above).
+        type: str
+      meta_url:
+        description:
+          - As O(aimodel.kvm.vm_model_mount#module:volume.meta_url). Not used here; a password inside it is masked.
+          - If not set, the environment variable E(AIMODEL_META_URL) is used.
+        type: str
+      meta_password:
+        description:
+          - As O(aimodel.kvm.vm_model_mount#module:volume.meta_password). Not used here.
+          - If not set, the environment variable E(AIMODEL_META_PASSWORD) is used.
+        type: str
+      mount_root:
+        description:
+          - Directory under which the host mounts the volumes (as O(aimodel.kvm.vm_model_mount#module:volume.mount_root)),
+            where this module looks for them.
+          - Checked like that option - absolute, without V(..), and it and every directory on the way to it owned by
+            root (or the user the module runs as) and writable by neither its group nor others (C(/tmp) is refused
+            too).
+        type: path
+        default: /var/lib/aimodel/volumes
+      cache_dir:
+        description:
+          - As O(aimodel.kvm.vm_model_mount#module:volume.cache_dir). Not used here.
+        type: path
+      cache_size:
+        description:
+          - As O(aimodel.kvm.vm_model_mount#module:volume.cache_size). Not used here.
+        type: int
+      client_path:
+        description:
+          - As O(aimodel.kvm.vm_model_mount#module:volume.client_path). Not used here.
+        type: path
   agent_timeout:
     description:
-      - Seconds to wait for one guest agent call.
+      - Seconds to wait for one guest agent call, and for one guest command to finish.
+      - The same option, with the same default, as O(aimodel.kvm.vm_model_mount#module:agent_timeout); a call gets
+        at most what is left of O(guest_report_timeout).
     type: int
-    default: 10
-  guest_timeout:
+    default: 30
+  guest_report_timeout:
     description:
       - Seconds the guest of each VM may take for that VM's report, all its agent calls and guest commands together;
-        each guest call gets at most what is left. Three times O(agent_timeout) when not set.
+        each guest call gets at most what is left. VMs are reported one after the other, so this bounds what one
+        guest that answers slowly (or not at all) adds to the run.
       - A guest that uses them up, answers out of bounds or with garbage gets the reason V(guest_error) on its
         mounts and its message in RV(vms[].guest_error); the other VMs are reported in full.
+      - Not the budget of a run of M(aimodel.kvm.vm_model_mount)
+        (O(aimodel.kvm.vm_model_mount#module:guest_timeout)), which changes the guest and is given more time.
     type: int
+    default: 30
 seealso:
   - module: aimodel.kvm.vm_model_mount
 '''
@@ -379,14 +423,44 @@ orphans:
       kind: device_without_record
       where: live
       tag: aimodel-rw
+      model: null
       source: /var/lib/aimodel/exports/7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11/rw
+  contains:
+    vm:
+      description: Name of the VM.
+      type: str
+      sample: inference-01
+    kind:
+      description: What has no counterpart.
+      type: str
+      choices: [device_without_record, record_without_device, bind_without_record]
+      sample: device_without_record
+    where:
+      description: Where it was found - V(live) or V(config) (the live or the persistent domain XML), V(record) (the
+        domain metadata) or V(host) (the VM's export tree on the host).
+      type: str
+      choices: [live, config, record, host]
+      sample: live
+    tag:
+      description: The virtiofs tag of the device, or the model's tag (the name of its directory in the export tree).
+      type: str
+      sample: aimodel-rw
+    model:
+      description: The model of the record, for V(record_without_device); null otherwise.
+      type: str
+      sample: null
+    source:
+      description: The directory the device serves, or the path of the bind on the host; null for
+        V(record_without_device).
+      type: str
+      sample: /var/lib/aimodel/exports/7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11/rw
 vms:
   description: One entry per VM looked at.
   returned: always
   type: list
   elements: dict
   sample:
-    - name: inference-01
+    - vm: inference-01
       uuid: 7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11
       active: true
       persistent: true
@@ -397,6 +471,24 @@ vms:
       guest_frozen: false
       free_hotplug_slots: 4
   contains:
+    vm:
+      description: Name of the VM.
+      type: str
+      sample: inference-01
+    uuid:
+      description: UUID of the VM.
+      type: str
+      sample: 7f1c1d3e-0e9a-4f3f-9d7e-4f5d2b1b8a11
+    active:
+      description: Whether the VM runs.
+      returned: unless RV(vms[].error) is set
+      type: bool
+      sample: true
+    persistent:
+      description: Whether the VM has a persistent configuration.
+      returned: unless RV(vms[].error) is set
+      type: bool
+      sample: true
     guest_reachable:
       description: Whether the guest agent answered (null for a stopped VM); true for an agent that answers but
         refuses commands.
@@ -445,45 +537,43 @@ vms:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _info
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _options
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            uri=_libvirt.uri_option(),
-            vm=dict(type='str'),
-            model=dict(type='str'),
-            mount_root=dict(type='path', default=_juicefs.DEFAULT_MOUNT_ROOT),
-            agent_timeout=dict(type='int', default=10),
-            guest_timeout=dict(type='int'),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    spec = _options.shared(required=False)
+    spec.update(
+        model=dict(type='str'),
+        guest_report_timeout=dict(type='int', default=30),
     )
+    return spec
+
+
+def main():
+    module = _options.Module(argument_spec())
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=_libvirt.missing_binding_msg(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     p = module.params
     try:
         _spec.validate_uri(p['uri'])
-        mount_root = _spec.normalize_host_path(p['mount_root'], 'mount_root')
-        _hostpath.check_trusted('mount_root', mount_root)
+        # Without a volume the default of volume.mount_root; the rest of the volume is not used (see DOCUMENTATION).
+        mount_root = _spec.normalize_host_path(p['volume']['mount_root'] if p['volume'] else _juicefs.DEFAULT_MOUNT_ROOT,
+                                               'volume.mount_root')
+        _hostpath.check_trusted('volume.mount_root', mount_root)
         agent_timeout = _spec.check_seconds('agent_timeout', p['agent_timeout'])
-        guest_timeout = _spec.check_seconds('guest_timeout', p['guest_timeout'] if p['guest_timeout'] is not None
-                                            else _info.VM_BUDGET_TIMEOUTS * agent_timeout)
+        budget = _spec.check_seconds('guest_report_timeout', p['guest_report_timeout'])
     except _spec.SpecError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     try:
         conn = _libvirt.connect(p['uri'])
         try:
-            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], mount_root, agent_timeout,
-                                                 guest_timeout)
+            mounts, orphans, vms = _info.collect(conn, p['vm'], p['model'], mount_root, agent_timeout, budget)
         finally:
             conn.close()
     except AimodelError as exc:

@@ -591,7 +591,7 @@ class Suite:
                     wrong.append('the guest\'s /etc/fstab or /mnt/a afterwards: %s' % link.split())
             finally:
                 self.guest_sh(restore)
-            vms = dict((v['name'], v) for v in info.get('vms', []))
+            vms = dict((v['vm'], v) for v in info.get('vms', []))
             this = vms.get(lab.vm, {})
             kept = [m for m in info.get('mounts', []) if m.get('vm') == lab.vm and m['model'] == 'a-kept']
             if 'out of bounds' not in (this.get('guest_error') or '') or not kept or 'guest_error' not in kept[0]['reasons']:

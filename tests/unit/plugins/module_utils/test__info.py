@@ -34,7 +34,7 @@ def test_report_statuses():
     assert entries[0]['device_live'] is True and entries[0]['device_config'] is True
     assert entries[0]['tuning']['guest_read_ahead_kb'] == 1024 and entries[0]['host_pinned'] is None
     assert orphans == [{'vm': 'vm1', 'kind': 'device_without_record', 'where': 'config', 'tag': 'aim-stray-2',
-                        'source': '/other'}]
+                        'model': None, 'source': '/other'}]
     # After a reboot without the fstab lines: the device is there, the guest's bind is not.
     guest_run(dom, ['umount', '/mnt/m'])
     entries, _orphans = report(dom)
@@ -54,7 +54,7 @@ def test_a_shared_device_without_a_record_is_an_orphan():
     dom.attach(_libvirt.filesystem_xml('/x', 'someone-elses'), True, False)
     _entries, orphans = report(dom)
     assert orphans == [{'vm': 'vm1', 'kind': 'device_without_record', 'where': 'live', 'tag': 'aimodel-rw',
-                        'source': _export.view_dir(dom.uuid, 'rw')}]
+                        'model': None, 'source': _export.view_dir(dom.uuid, 'rw')}]
 
 
 def test_report_readahead_is_that_of_the_base_mount():
@@ -153,4 +153,4 @@ def test_report_a_bind_without_a_record(pinned, host):
     host.pin(dom.uuid, 'ro', 'aim-gone-3', POINT, 'models/gone', True)
     _entries, orphans = report(dom, volumes)
     assert orphans == [{'vm': 'vm1', 'kind': 'bind_without_record', 'where': 'host', 'tag': 'aim-gone-3',
-                        'source': _export.entry_path(dom.uuid, 'ro', 'aim-gone-3')}]
+                        'model': None, 'source': _export.entry_path(dom.uuid, 'ro', 'aim-gone-3')}]

@@ -237,7 +237,6 @@ def test_a_device_with_the_shared_tag_serving_something_else_is_refused(domain, 
     (dict(ARGS, model=''), 'model'),
     (dict(ARGS, source_path='../x'), 'source_path'),
     (dict(ARGS, source_path='/'), 'source_path'),
-    (dict(ARGS, cache='never'), 'cache'),
     (dict(ARGS, read_ahead_kb=-1), 'read_ahead_kb'),
     (dict(ARGS, read_ahead_kb=65537), 'read_ahead_kb'),
     (dict(ARGS, guest_timeout=0), 'guest_timeout'),
@@ -252,6 +251,13 @@ def test_bad_input_fails_before_change(domain, host, run_module, args, field):
     assert result['field'] == field
     assert result['msg'].startswith(field + ':')
     assert 'pw@' not in result['msg'] or '****' in result['msg']
+    assert snapshot(domain) == before and host.mount_calls == [] and host.calls == []
+
+
+def test_cache_never_is_no_choice_and_the_error_names_cache(domain, host, run_module):
+    before = snapshot(domain)
+    result = run_module(vm_model_mount, dict(ARGS, cache='never'))
+    assert result['failed'] and 'cache' in result['msg'] and 'never' in result['msg'], result
     assert snapshot(domain) == before and host.mount_calls == [] and host.calls == []
 
 

@@ -102,7 +102,7 @@ def test_info_reports_a_bind_without_a_record(domain, host, run_module):
     host.pin(UUID, 'ro', 'aim-x-12345678', POINT, 'models/x', True)
     result = info(run_module)
     assert result['orphans'] == [{'vm': 'vm1', 'kind': 'bind_without_record', 'where': 'host', 'tag': 'aim-x-12345678',
-                                  'source': _export.entry_path(UUID, 'ro', 'aim-x-12345678')}]
+                                  'model': None, 'source': _export.entry_path(UUID, 'ro', 'aim-x-12345678')}]
     assert result['mounts'][0]['status'] == 'mounted'
     only_m1 = run_module(vm_model_mount_info, {'vm': 'vm1', 'model': 'm1'})
     assert only_m1['orphans'] == [] and len(only_m1['mounts']) == 1
@@ -133,7 +133,7 @@ def test_one_misbehaving_guest_does_not_hide_the_others(domain, host, run_module
     by_vm = dict((m['vm'], m) for m in result['mounts'])
     assert by_vm['vm1']['status'] == 'mounted' and by_vm['vm1']['reasons'] == []
     assert by_vm['evil']['status'] == 'degraded' and 'guest_error' in by_vm['evil']['reasons']
-    vms = dict((v['name'], v) for v in result['vms'])
+    vms = dict((v['vm'], v) for v in result['vms'])
     assert vms['vm1']['guest_error'] is None
     assert 'out of bounds' in vms['evil']['guest_error'] and vms['evil']['guest_reachable'] is True
 
@@ -174,8 +174,9 @@ def test_info_reports_a_host_mount_of_another_volume_of_the_recorded_name(domain
 @pytest.mark.parametrize('args, field', [
     ({'uri': 'qemu+ext:///system?command=/bin/touch'}, 'uri'),
     ({'uri': 'qemu+ssh://hv2/system'}, 'uri'),
-    ({'mount_root': 'volumes'}, 'mount_root'),
-    ({'mount_root': '/tmp/mr'}, 'mount_root'),
+    ({'volume': {'mount_root': 'volumes'}}, 'volume.mount_root'),
+    ({'volume': {'mount_root': '/tmp/mr'}}, 'volume.mount_root'),
+    ({'volume': {'mount_root': ''}}, 'volume.mount_root'),
 ])
 def test_info_checks_the_options_acting_on_the_host_first(domain, host, run_module, monkeypatch, args, field):
     host.tree.add('/tmp', mode=0o1777)
@@ -190,8 +191,29 @@ def test_info_reads_volumes_under_the_normalized_mount_root(domain, host, run_mo
     host.tree.add('/srv').add('/srv/volumes')
     host.dirs.add('/srv/volumes/labvol/ro/models/m1')
     run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], mount_root='/srv/volumes')))
-    entry = run_module(vm_model_mount_info, {'vm': 'vm1', 'mount_root': '/srv/volumes/'})['mounts'][0]
+    entry = run_module(vm_model_mount_info, {'vm': 'vm1', 'volume': {'mount_root': '/srv/volumes/'}})['mounts'][0]
     assert entry['status'] == 'mounted', entry
+
+
+def test_info_reports_every_volume_whatever_volume_name_says(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    # The volume a group default gives both modules: info uses only its mount_root, and filters nothing by name.
+    result = run_module(vm_model_mount_info, {'vm': 'vm1', 'volume': dict(ARGS['volume'], name='othervol')})
+    assert [(m['volume'], m['status']) for m in result['mounts']] == [('labvol', 'mounted')], result
+
+
+def test_info_masks_a_password_inside_volume_meta_url(domain, host, run_module):
+    result = run_module(vm_model_mount_info, {'vm': 'vm1', 'volume': {'meta_url': 'redis://:s3cr3t-pw@127.0.0.1:1/1'}})
+    assert not result.get('failed'), result
+    assert 's3cr3t-pw' not in repr(result)
+
+
+@pytest.mark.parametrize('alias', ['vm', 'name', 'guest'])
+def test_the_vm_has_the_names_vm_name_and_guest_in_both_modules(domain, host, run_module, alias):
+    args = dict((alias if key == 'vm' else key, value) for key, value in ARGS.items())
+    assert run_module(vm_model_mount, args)['mount']['vm'] == 'vm1'
+    result = run_module(vm_model_mount_info, {alias: 'vm1'})
+    assert [m['vm'] for m in result['mounts']] == ['vm1'] and [v['vm'] for v in result['vms']] == ['vm1']
 
 
 def test_a_slow_guest_uses_up_its_guest_timeout_and_the_others_in_full(domain, host, run_module, monkeypatch):
@@ -207,23 +229,23 @@ def test_a_slow_guest_uses_up_its_guest_timeout_and_the_others_in_full(domain, h
     clock = GuestClock()
     monkeypatch.setattr(_guest, 'time', clock)
     timeouts = slow_guest(slow, clock, 9)       # just within agent_timeout, every call
-    result = run_module(vm_model_mount_info, {'agent_timeout': 10, 'guest_timeout': 20})
+    result = run_module(vm_model_mount_info, {'agent_timeout': 10, 'guest_report_timeout': 20})
     assert timeouts == [10, 10, 2]
     by_vm = dict((m['vm'], m) for m in result['mounts'])
     assert by_vm['vm1']['status'] == 'mounted' and by_vm['vm1']['reasons'] == []
     assert by_vm['slow']['reasons'] == ['guest_error']
-    vms = dict((v['name'], v) for v in result['vms'])
-    assert 'used up the guest time of the run (guest_timeout, 20 s)' in vms['slow']['guest_error']
+    vms = dict((v['vm'], v) for v in result['vms'])
+    assert 'used up the guest time of the run (guest_report_timeout, 20 s)' in vms['slow']['guest_error']
     assert vms['vm1']['guest_error'] is None
-    # Without guest_timeout, three agent timeouts.
+    # By default each call may take an agent timeout (30 s), and the VM's report 30 s in all.
     del timeouts[:]
-    result = run_module(vm_model_mount_info, {'agent_timeout': 10})
-    assert timeouts == [10, 10, 10, 3] and 'guest_timeout, 30 s' in result['vms'][1]['guest_error']
+    result = run_module(vm_model_mount_info, {})
+    assert timeouts == [30, 21, 12, 3] and 'guest_report_timeout, 30 s' in result['vms'][1]['guest_error']
 
 
 def test_info_timeouts_are_validated(domain, host, run_module):
-    for args, field in (({'guest_timeout': 0}, 'guest_timeout'), ({'agent_timeout': 0}, 'agent_timeout'),
-                        ({'agent_timeout': 40000}, 'guest_timeout')):
+    for args, field in (({'guest_report_timeout': 0}, 'guest_report_timeout'), ({'agent_timeout': 0}, 'agent_timeout'),
+                        ({'agent_timeout': 90000}, 'agent_timeout')):
         result = run_module(vm_model_mount_info, args)
         assert result['failed'] and result['field'] == field and result['msg'].startswith(field + ': must be between')
 
