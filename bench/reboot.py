@@ -151,4 +151,3 @@ def run(b):  # pylint: disable=too-many-locals,too-many-statements
         '(%d agent round trips), of which reading the tuning (PID 1, the unit: 2 file reads) %s'
         % (fmt(noop), p['in_module'], p['guest'], p['guest_round_trips'], fmt(tuning_read)))
     say()
-
