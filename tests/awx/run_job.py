@@ -170,6 +170,10 @@ def res_of(event):
     return (event.get('event_data') or {}).get('res') or {}
 
 
+def module_args(event):
+    return (res_of(event).get('invocation') or {}).get('module_args') or {}
+
+
 def results_of(event):
     res = res_of(event)
     return [res] + [r for r in res.get('results', []) if isinstance(r, dict)]
@@ -198,18 +202,23 @@ def check_job(checks, name, result, events):
 
 
 def check_from_tree(checks, name, events):
+    """The tasks ran from the tree under test (the collection through ANSIBLE_COLLECTIONS_PATH), the role's among them."""
     paths = sorted(set(e['event_data']['task_path'].rsplit(':', 1)[0] for e in events
-                       if (e.get('event_data') or {}).get('role') == 'model_mounts' and e['event_data'].get('task_path')))
-    tree = os.path.realpath(os.path.join(ROOT, 'roles', 'model_mounts')) + os.sep
-    checks.check('%s: roles/model_mounts ran from the tree under test' % name,
-                 bool(paths) and all(os.path.realpath(p).startswith(tree) for p in paths), ', '.join(paths))
+                       if (e.get('event_data') or {}).get('task_path')))
+    tree = os.path.realpath(ROOT) + os.sep
+    role = os.path.join(tree, 'roles', 'model_mounts', 'tasks') + os.sep
+    checks.check('%s: the tasks ran from the tree under test, roles/model_mounts among them' % name,
+                 all(os.path.realpath(p).startswith(tree) for p in paths)
+                 and any(os.path.realpath(p).startswith(role) for p in paths),
+                 ', '.join(os.path.relpath(p, ROOT) if os.path.realpath(p).startswith(tree) else p for p in paths))
 
 
 def check_masked(checks, name, events, models, meta_url):
     """The mount task's item results show the password option as masked; no no_log result is left uncensored."""
     mounts = [e for e in events if e.get('event') in ('runner_item_on_ok', 'runner_item_on_failed')
-              and e['event_data'].get('resolved_action', e['event_data'].get('task_action')) == MOUNT_ACTION]
-    volumes = [((res_of(e).get('invocation') or {}).get('module_args') or {}).get('volume') or {} for e in mounts]
+              and e['event_data'].get('resolved_action', e['event_data'].get('task_action')) == MOUNT_ACTION
+              and module_args(e).get('state', 'mounted') == 'mounted']
+    volumes = [module_args(e).get('volume') or {} for e in mounts]
     checks.check('%s: the mount task\'s events mask the password (volume.meta_password %s)' % (name, NO_LOG_VALUE),
                  len(mounts) == models and all(v.get('meta_password') == NO_LOG_VALUE for v in volumes)
                  and all(v.get('meta_url') == meta_url for v in volumes),
@@ -324,7 +333,14 @@ def unmount_host_volume(point):
     if subprocess.run(['mountpoint', '-q', point], check=False).returncode == 0:
         if subprocess.run(['umount', point], check=False).returncode != 0:
             subprocess.run(['umount', '-l', point], check=False)
-    return subprocess.run(['mountpoint', '-q', point], check=False).returncode != 0
+    gone = subprocess.run(['mountpoint', '-q', point], check=False).returncode != 0
+    if gone:
+        for path in (point, os.path.dirname(point), os.path.dirname(os.path.dirname(point))):
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+    return gone
 
 
 def main():
@@ -391,6 +407,7 @@ def main():
         result, events, _changed = run(pdd, 'info-4', host_pattern='hypervisors', module='aimodel.kvm.vm_model_mount_info',
                                        module_args=json.dumps({'vm': lab['lab_vm2'], 'volume': {'mount_root': mount_root}}))
         check_job(checks, 'info-4', result, events)
+        check_secrets(checks, 'info-4', pdd, 'info-4', events, secrets)
         check_nothing_left(checks, lab, events)
     finally:
         if mounted and not unmounted:
@@ -404,6 +421,10 @@ def main():
             print('private data directories kept in %s' % work)
         else:
             shutil.rmtree(work, ignore_errors=True)
+            try:
+                os.rmdir(os.path.dirname(work))
+            except OSError:
+                pass
     print('%d check(s) failed: %s' % (len(checks.failed), '; '.join(checks.failed)) if checks.failed else 'all checks passed')
     return 1 if checks.failed else 0
 
