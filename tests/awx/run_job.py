@@ -33,7 +33,8 @@ or any quarter of it) is in no job event and in no file under the artifacts dire
 of the job's environment, artifacts/IDENT/command, is the one place allowed to hold the injected variable); the
 second run changes nothing; after the unmount nothing of the model is left (no record, no guest mount, and with no
 other record on the VM no device of ours and no virtiofs mount). The host's mount of the volume under this test's
-mount root is unmounted at the end. Exits 1 when a check failed, 2 when the lab is missing.
+mount root is unmounted at the end. Exits 1 when a check failed, 2 when the lab is missing (no lab.env, or LAB_VM2 not
+running).
 """
 
 import argparse
@@ -358,6 +359,12 @@ def main():
         lab = labkit.lab_vars(args.lab_env)
     except (OSError, labkit.LabError) as exc:
         print('run_job.py: the lab is missing: %s' % exc, file=sys.stderr)
+        return 2
+    state = subprocess.run(['virsh', '-c', lab['lab_uri'], 'domstate', lab['lab_vm2']], capture_output=True, text=True,
+                           check=False)
+    if state.returncode != 0 or state.stdout.strip() != 'running':
+        print('run_job.py: the lab is missing: its VM %s is not running (%s); make the lab with `bash tests/lab/lab up`'
+              % (lab['lab_vm2'], (state.stdout + state.stderr).strip()), file=sys.stderr)
         return 2
     for key in CREDENTIAL_ENV + ('LIBVIRT_DEFAULT_URI', 'ANSIBLE_COLLECTIONS_PATH', 'ANSIBLE_COLLECTIONS_PATHS'):
         os.environ.pop(key, None)   # the jobs get them from env/envvars only
