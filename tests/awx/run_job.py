@@ -214,6 +214,13 @@ def check_from_tree(checks, name, events):
                  ', '.join(os.path.relpath(p, ROOT) if os.path.realpath(p).startswith(tree) else p for p in paths))
 
 
+def shown(value):
+    """A meta_password of an event as this test prints it: the masked value, else never the value itself."""
+    if value is None or value == NO_LOG_VALUE:
+        return value
+    return '<NOT MASKED: %d characters>' % len(str(value))
+
+
 def check_masked(checks, name, events, models, meta_url):
     """The mount task's item results show the password option as masked; no no_log result is left uncensored."""
     mounts = [e for e in events if e.get('event') in ('runner_item_on_ok', 'runner_item_on_failed')
@@ -224,7 +231,8 @@ def check_masked(checks, name, events, models, meta_url):
                  len(mounts) == models and all(v.get('meta_password') == NO_LOG_VALUE for v in volumes)
                  and all(v.get('meta_url') == meta_url for v in volumes),
                  '%d item event(s) of %s: %s' % (len(mounts), MOUNT_ACTION, [
-                     dict((k, v.get(k)) for k in ('name', 'meta_url', 'meta_password')) for v in volumes]))
+                     dict(name=v.get('name'), meta_url=v.get('meta_url'), meta_password=shown(v.get('meta_password')))
+                     for v in volumes]))
     censored = [e for e in events if any(r.get('censored') == CENSORED for r in results_of(e))]
     uncensored = [e for e in events if any(r.get('_ansible_no_log') for r in results_of(e))]
     checks.check('%s: every no_log result is censored in the events' % name, not uncensored,
