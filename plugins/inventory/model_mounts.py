@@ -36,7 +36,7 @@ description:
   - Hosts are named as O(host_name) says. Names are not identities, two hypervisors may each have a VM of the same
     name, see O(host_name) for what happens then.
   - "Trust: the libvirt of each hypervisor (and its root) is trusted. The domain metadata is written by whoever may
-    edit a domain's XML on a hypervisor: a record larger than 1 MiB, one that does not parse, and a mount whose model
+    edit a domain's XML on a hypervisor: a record of more than 1048576 characters, one that does not parse, and a mount whose model
     name is not a valid model name are skipped with a warning that names the VM and the hypervisor, and the VM is
     still listed. A hypervisor that cannot be read is a warning, and the other hypervisors still yield their hosts,
     unless O(strict_hypervisors) is set. Strings from the record are not trusted as templates."
@@ -123,6 +123,23 @@ options:
       - How many hypervisors are read at the same time.
     type: int
     default: 8
+  ssh_keyfile:
+    description:
+      - A private key file for the hypervisors reached over SSH (C(qemu+ssh), C(qemu+libssh), C(qemu+libssh2)), which is
+        added as the C(keyfile) parameter to each such URI that has none of its own (the hypervisor's host variable
+        C(aimodel_hypervisor.uri) stays as written).
+      - For an AWX inventory source, where the key is a file the credential writes at a path of its own choosing.
+    type: path
+    env:
+      - name: AIMODEL_SSH_KEYFILE
+  ssh_known_hosts:
+    description:
+      - A known_hosts file with the host keys of the hypervisors, added as the C(known_hosts) parameter to each
+        C(qemu+libssh) or C(qemu+libssh2) URI that has none of its own (libvirt's C(qemu+ssh) transport runs the
+        C(ssh) program, which reads its own known_hosts files).
+    type: path
+    env:
+      - name: AIMODEL_SSH_KNOWN_HOSTS
 '''
 
 EXAMPLES = r'''
@@ -176,7 +193,7 @@ timeout: 10
 import re
 import threading
 import time
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.group import to_safe_group_name
@@ -270,6 +287,24 @@ def validate_hypervisor_uri(value, field='uri'):
     return value
 
 
+def connection_uri(uri, keyfile=None, known_hosts=None):
+    """The URI libvirt is given: ``uri`` with ``keyfile`` and ``known_hosts`` added where its transport takes them and
+    it names none of its own."""
+    match = _spec._URI_RE.match(uri)  # pylint: disable=protected-access
+    if not match:
+        return uri
+    transport, query = match.group(2), match.group(5)
+    names = _parameter_names(query)
+    extra = []
+    if keyfile and transport in ('ssh', 'libssh', 'libssh2') and 'keyfile' not in names:
+        extra.append('keyfile=' + quote(keyfile, safe='/'))
+    if known_hosts and transport in ('libssh', 'libssh2') and 'known_hosts' not in names:
+        extra.append('known_hosts=' + quote(known_hosts, safe='/'))
+    if not extra:
+        return uri
+    return uri + ('&' if query and len(query) > 1 else '' if query else '?') + '&'.join(extra)
+
+
 def _parameter_names(query):
     """The names of a URI's query parameters as libvirt reads them: split at & and ;, %-decoded, in any case."""
     if not query:
@@ -351,7 +386,7 @@ def read_hypervisor(hypervisor):
     ``record_error`` and a warning, never the hypervisor's failure."""
     result = {'name': hypervisor['name'], 'uri': hypervisor['uri'], 'error': None, 'warnings': [], 'vms': []}
     try:
-        conn = open_hypervisor(hypervisor['uri'])
+        conn = open_hypervisor(hypervisor.get('connect') or hypervisor['uri'])
     except AimodelError as exc:
         result['error'] = str(exc)
         return result
@@ -555,6 +590,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     'AWX): pip install libvirt-python (it builds against libvirt\'s development files: libvirt-dev on '
                     'Debian/Ubuntu, libvirt-devel on RHEL-family hosts). %s'
                     % (PLUGIN_NAME, _libvirt.LIBVIRT_IMPORT_ERROR.strip().splitlines()[-1]))
+            keyfile, known_hosts = self.get_option('ssh_keyfile'), self.get_option('ssh_known_hosts')
+            for hv in hypervisors:
+                hv['connect'] = connection_uri(hv['uri'], keyfile, known_hosts)
             fleet = read_fleet(hypervisors, timeout, max_connections)
         failed = [hv for hv in fleet if hv['error']]
         if failed and self.get_option('strict_hypervisors'):

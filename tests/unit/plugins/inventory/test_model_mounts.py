@@ -494,3 +494,27 @@ def test_without_cache_every_parse_reads_the_hypervisors(fleet, warnings, invent
     inventory({'hypervisors': HV})
     inventory({'hypervisors': HV})
     assert len(fleet.opened) == 6
+
+
+# --- SSH keys and known hosts from options (what an AWX credential injects) ---------------------
+
+def test_ssh_keyfile_and_known_hosts_are_added_where_the_transport_takes_them(fleet, warnings, inventory, monkeypatch):
+    key, known = '/runner/env/tmp x/key', '/runner/env/known_hosts'
+    given = {
+        'qemu+ssh://root@hv1/system': 'qemu+ssh://root@hv1/system?keyfile=/runner/env/tmp%20x/key',
+        'qemu+libssh://root@hv2/system?sshauth=privkey':
+            'qemu+libssh://root@hv2/system?sshauth=privkey&keyfile=/runner/env/tmp%20x/key&known_hosts=/runner/env/known_hosts',
+        'qemu+libssh2://root@hv3/system?keyfile=/own/key':
+            'qemu+libssh2://root@hv3/system?keyfile=/own/key&known_hosts=/runner/env/known_hosts',
+        'qemu+tls://hv4/system': 'qemu+tls://hv4/system',
+        'qemu:///system': 'qemu:///system',
+    }
+    for index, uri in enumerate(given.values()):
+        fleet.by_uri[uri] = FakeConnection(vm('vm%d' % index, uuid(index)))
+    monkeypatch.setenv('AIMODEL_SSH_KEYFILE', key)
+    monkeypatch.setenv('AIMODEL_SSH_KNOWN_HOSTS', known)
+    data = inventory({'hypervisors': [{'name': 'hv%d' % index, 'uri': uri} for index, uri in enumerate(given)]})
+    assert sorted(fleet.opened) == sorted(given.values())
+    assert len(data.hosts) == 5 and warnings.messages == []
+    # The host variables keep the URI as written.
+    assert hostvars(data, 'vm0')['aimodel_hypervisor']['uri'] == 'qemu+ssh://root@hv1/system'
