@@ -20,7 +20,7 @@ description:
     not trusted and may be slow. What the guest really has mounted is what M(aimodel.kvm.vm_model_mount_info)
     reports.
   - "Host variables of each VM: C(aimodel_vm) (the VM's name), C(aimodel_uuid), C(aimodel_state) (V(running) for an
-    active domain, paused ones included, V(shut off) otherwise), C(aimodel_hypervisor) (a dict with C(name) and
+    active domain, paused ones included, V(shut off) otherwise, V(null) when it could not be read), C(aimodel_hypervisor) (a dict with C(name) and
     C(uri)), C(aimodel_models) (the sorted model names) and C(aimodel_mounts), one dict per recorded mount with
     C(model), C(volume), C(volume_uuid), C(source_path), C(mount_path), C(read_only), C(device), C(tag) and
     C(status): V(recorded) when the VM runs (its live record has the mount), V(pending) when it is stopped (the mount
