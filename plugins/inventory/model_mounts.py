@@ -200,6 +200,7 @@ from ansible.inventory.group import to_safe_group_name
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
@@ -223,6 +224,8 @@ MOUNT_FIELDS = ('model', 'volume', 'volume_uuid', 'source_path', 'mount_path', '
 MAX_RECORD_BYTES = 1024 * 1024
 
 HYPERVISOR_NAME_MAX_LEN = 63
+# How much of a message that quotes the metadata goes into a warning or a host variable.
+MAX_MESSAGE = 1024
 
 # --- libvirt URIs of hypervisors ------------------------------------------------------------------
 # The plugin runs on the controller and reaches remote hypervisors, so it takes more than the modules' local URIs
@@ -422,10 +425,10 @@ def read_vm(domain, hypervisor, warnings):
     except _libvirt.VirtError as exc:
         if exc.code == _libvirt.ERR_NO_DOMAIN:
             return None
-        vm['record_error'] = str(exc)
+        vm['record_error'] = _guest.clip(exc, MAX_MESSAGE)
     except Exception as exc:  # pylint: disable=broad-except
         # Whatever the metadata holds, it is this VM's problem only.
-        vm['record_error'] = str(exc) or type(exc).__name__
+        vm['record_error'] = _guest.clip(str(exc) or type(exc).__name__, MAX_MESSAGE)
     else:
         vm['mounts'] = mounts_of(records, active, where, warnings)
         return vm
@@ -441,7 +444,7 @@ def mounts_of(records, active, where, warnings):
         try:
             _spec.validate_model(model)
         except _spec.SpecError as exc:
-            warnings.append('%s: a mount of its record was skipped: %s' % (where, exc))
+            warnings.append('%s: a mount of its record was skipped: %s' % (where, _guest.clip(exc, MAX_MESSAGE)))
             continue
         record = records[model]
         mount = dict((field, record.get(field)) for field in MOUNT_FIELDS)

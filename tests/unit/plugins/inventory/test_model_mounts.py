@@ -330,6 +330,15 @@ def test_a_mount_whose_model_is_no_model_name_is_skipped_and_the_others_kept(fle
                                            'record was skipped: model: must start with a letter or digit')
 
 
+def test_a_warning_quotes_at_most_a_bounded_part_of_the_metadata(fleet, warnings, inventory):
+    dom = vm('vm1', uuid(1))
+    dom.meta['live'] = '<mounts><mount model="-%s" volume="v"/></mounts>' % ('x' * 100000)
+    fleet.by_uri[HV[2]['uri']] = FakeConnection(dom)
+    inventory({'hypervisors': [HV[2]]})
+    assert len(warnings.messages) == 1 and len(warnings.messages[0]) < 1300
+    assert 'must be at most 128 characters' in warnings.messages[0]
+
+
 def test_recorded_strings_are_not_templated(fleet, warnings, inventory):
     fleet.by_uri[HV[2]['uri']] = FakeConnection(vm('vm1', uuid(1), live=[record('a', volume="{{ 6 * 7 }}")]))
     data = inventory({'hypervisors': [HV[2]], 'compose': {'first_volume': 'aimodel_mounts[0].volume'}})
