@@ -161,9 +161,9 @@ groups:
 keyed_groups:
   - key: aimodel_mounts | map(attribute='volume') | list
     prefix: volume
-# Give the VMs an address only if you mean to connect to them (here from a variable you set per VM elsewhere).
+# Give the VMs an address only if you mean to connect to them (here from a naming scheme).
 compose:
-  ansible_host: vm_address | default(omit)
+  ansible_host: aimodel_vm ~ '.vms.example.com'
 # Read the fleet at most once an hour.
 cache: true
 cache_plugin: ansible.builtin.jsonfile
