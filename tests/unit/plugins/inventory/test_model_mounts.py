@@ -527,3 +527,51 @@ def test_ssh_keyfile_and_known_hosts_are_added_where_the_transport_takes_them(fl
     assert len(data.hosts) == 5 and warnings.messages == []
     # The host variables keep the URI as written.
     assert hostvars(data, 'vm0')['aimodel_hypervisor']['uri'] == 'qemu+ssh://root@hv1/system'
+
+
+# --- the boundary itself, on libvirt's in-process test driver ----------------------------------
+
+TEST_NODE = '''<node>
+  <domain type="test">
+    <name>inference-01</name>
+    <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
+    <memory>65536</memory>
+    <os><type>hvm</type></os>
+    <metadata>%s</metadata>
+  </domain>
+  <domain type="test">
+    <name>tampered</name>
+    <uuid>6695eb01-f6a4-8304-79aa-97f2502e1940</uuid>
+    <memory>65536</memory>
+    <os><type>hvm</type></os>
+    <metadata>
+      <aimodel:mounts xmlns:aimodel="%s"><aimodel:mount model="m" read_ahead_kb="lots"/></aimodel:mounts>
+    </metadata>
+  </domain>
+</node>
+'''
+
+
+@pytest.mark.skipif(not _libvirt.HAS_LIBVIRT, reason='needs the libvirt Python binding')
+def test_open_hypervisor_reads_the_records_through_a_read_only_libvirt_connection(tmp_path):
+    written = _record.render({MINILM: record(MINILM)}).replace(
+        '<mounts>', '<aimodel:mounts xmlns:aimodel="%s">' % _record.NAMESPACE).replace(
+        '<mount ', '<aimodel:mount ').replace('</mounts>', '</aimodel:mounts>')
+    node = tmp_path / 'node.xml'
+    node.write_text(TEST_NODE % (written, _record.NAMESPACE))
+    result = model_mounts.read_hypervisor({'name': 'test', 'uri': 'test://%s' % node})
+    assert result['error'] is None
+    by_name = dict((v['name'], v) for v in result['vms'])
+    assert by_name['inference-01']['state'] == 'running'
+    assert [(m['model'], m['mount_path'], m['status']) for m in by_name['inference-01']['mounts']] == \
+        [(MINILM, '/mnt/models/all-minilm-l6-v2', 'recorded')]
+    assert by_name['tampered']['mounts'] == [] and 'not a number' in by_name['tampered']['record_error']
+    assert result['warnings'] == ['VM tampered on hypervisor test: its mount record was skipped: %s'
+                                  % by_name['tampered']['record_error']]
+
+
+@pytest.mark.skipif(not _libvirt.HAS_LIBVIRT, reason='needs the libvirt Python binding')
+def test_open_hypervisor_reports_a_libvirt_that_cannot_be_reached():
+    with pytest.raises(model_mounts.HypervisorError) as err:
+        model_mounts.open_hypervisor('qemu+tls://127.0.0.1:1/system')
+    assert str(err.value).startswith('cannot connect to libvirt at qemu+tls://127.0.0.1:1/system: ')
