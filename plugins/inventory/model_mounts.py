@@ -68,10 +68,12 @@ options:
         parameter but C(keyfile), C(known_hosts), C(no_tty), C(sshauth) and C(pkipath). C(command), C(netcat),
         C(proxy), C(mode) and C(socket) choose a program to run or a socket to talk to, C(name) another URI for the
         hypervisor's daemon, C(no_verify) and C(known_hosts_verify) turn off the check of the hypervisor's host key
-        or certificate. An inventory source may come from a partly trusted place (an AWX project, a survey-like
-        source): its URIs must not make the controller run a program or talk to something other than a hypervisor's
-        QEMU driver. Unlike the modules, which run on the hypervisor and take only its local URIs, the plugin runs on
-        the controller and reaches remote hypervisors."
+        or certificate. The list of hypervisors may come from a partly trusted place (a generated list, an AWX
+        project many can push to): its URIs must not make the controller run a program or talk to something other
+        than a hypervisor's QEMU driver. Unlike the modules, which run on the hypervisor and take only its local URIs,
+        the plugin runs on the controller and reaches remote hypervisors. The names and URIs become host variables as
+        plain text, never as templates (O(compose), O(groups) and O(keyed_groups) are expressions run on the
+        controller, so whoever writes them is as trusted as a playbook's author)."
       - The connection is read-only (the hypervisor's read-only socket); nothing is ever changed.
     type: list
     elements: dict
@@ -349,7 +351,9 @@ def validate_hypervisors(value):
         if uri in seen_uris:
             raise SpecError(where + '.uri', '%r is also the URI of hypervisors[%d]' % (uri, seen_uris[uri]))
         seen_names[name], seen_groups[group], seen_uris[uri] = index, index, index
-        result.append({'name': name, 'uri': uri})
+        # Plain strings: the source file is loaded as trusted templates, and these become host variables (a URI's
+        # parameter value may hold "{{").
+        result.append({'name': str(name), 'uri': str(uri)})
     return result
 
 

@@ -345,6 +345,13 @@ def test_recorded_strings_are_not_templated(fleet, warnings, inventory):
     assert hostvars(data, 'vm1')['first_volume'] == '{{ 6 * 7 }}'
 
 
+def test_the_hypervisor_variables_from_the_source_file_are_not_templates(fleet, warnings, inventory):
+    uri = 'qemu+ssh://root@hv1/system?keyfile={{ 6 * 7 }}'
+    fleet.by_uri[uri] = FakeConnection(vm('vm1', uuid(1)))
+    data = inventory({'hypervisors': [{'name': 'hv1', 'uri': uri}], 'compose': {'hv_uri': 'aimodel_hypervisor.uri'}})
+    assert hostvars(data, 'vm1')['hv_uri'] == uri
+
+
 def test_a_vm_that_cannot_be_read_is_listed_with_its_error_and_one_undefined_meanwhile_is_not(
         fleet, warnings, inventory, monkeypatch):
     broken, gone = vm('broken', uuid(1)), vm('gone', uuid(2))
