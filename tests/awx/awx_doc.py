@@ -25,10 +25,20 @@ class DocError(Exception):
     """docs/awx.md lacks a block the tests read, or has it twice."""
 
 
-def blocks(path=DOC):
-    """The fenced code blocks of the document as (language, text)."""
+# The section of the credential type for the metadata engine (the inventory source's section has one of its own).
+CREDENTIAL_SECTION = '3'
+
+
+def blocks(path=DOC, section=None):
+    """The fenced code blocks of the document as (language, text); with section ("3"), those of "## 3. ..." only."""
     with open(path, encoding='utf-8') as handle:
-        return [(m.group(1), m.group(2)) for m in _BLOCK.finditer(handle.read())]
+        text = handle.read()
+    if section is not None:
+        found = re.search(r'^## %s\. .*?(?=^## |\Z)' % re.escape(section), text, re.DOTALL | re.MULTILINE)
+        if found is None:
+            raise DocError('docs/awx.md has no section %s' % section)
+        text = found.group(0)
+    return [(m.group(1), m.group(2)) for m in _BLOCK.finditer(text)]
 
 
 def _one(found, what):
@@ -43,9 +53,9 @@ def ee_definition(path=DOC):
                  if lang == 'yaml' and text.startswith('# execution-environment.yml\n')], 'execution-environment.yml')
 
 
-def _yaml_blocks(path, key):
+def _yaml_blocks(path, key, section=None):
     found = []
-    for lang, text in blocks(path):
+    for lang, text in blocks(path, section):
         if lang != 'yaml':
             continue
         data = yaml.safe_load(text)
@@ -56,12 +66,13 @@ def _yaml_blocks(path, key):
 
 def credential_inputs(path=DOC):
     """The credential type's input configuration (fields, required)."""
-    return _one(_yaml_blocks(path, 'fields'), 'input configuration')
+    return _one(_yaml_blocks(path, 'fields', CREDENTIAL_SECTION), 'input configuration')
 
 
 def credential_injectors(path=DOC):
     """The credential type's injector configuration (env, and extra_vars if any)."""
-    return _one([data for data in _yaml_blocks(path, 'env') if set(data) <= {'env', 'extra_vars', 'file'}],
+    return _one([data for data in _yaml_blocks(path, 'env', CREDENTIAL_SECTION)
+                 if set(data) <= {'env', 'extra_vars', 'file'}],
                 'injector configuration')
 
 
