@@ -258,10 +258,10 @@ _AUTHORITY_RE = re.compile(r'^(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?'
 
 def validate_hypervisor_uri(value, field='uri'):
     """The libvirt URI of a hypervisor the controller may read (see the option ``hypervisors``), or SpecError."""
-    _spec._check_text(field, value)  # pylint: disable=protected-access
+    _spec.check_text(field, value)
     if value in _spec.LOCAL_URIS:
         return value
-    match = _spec._URI_RE.match(value)  # pylint: disable=protected-access
+    match = _spec.URI_RE.match(value)
     if not match:
         raise SpecError(field, '%r is not a libvirt URI (driver[+transport]://[user@]host/system)' % value)
     driver, transport, authority, path, query, fragment = match.groups()
@@ -295,7 +295,7 @@ def validate_hypervisor_uri(value, field='uri'):
 def connection_uri(uri, keyfile=None, known_hosts=None):
     """The URI libvirt is given: ``uri`` with ``keyfile`` and ``known_hosts`` added where its transport takes them and
     it names none of its own."""
-    match = _spec._URI_RE.match(uri)  # pylint: disable=protected-access
+    match = _spec.URI_RE.match(uri)
     if not match:
         return uri
     transport, query = match.group(2), match.group(5)

@@ -48,7 +48,7 @@ _MOUNT_PLACES = 'below /mnt, /srv, /opt, /home, /media, /tmp, %s, or a directory
 # socket). Any other URI may make libvirt run a program (ssh, or the command= of the ext transport), reach
 # another host, or talk to another driver or socket.
 LOCAL_URIS = ('qemu:///system', 'qemu:///session', 'qemu+unix:///system', 'qemu+unix:///session')
-_URI_RE = re.compile(r'^([A-Za-z][A-Za-z0-9.-]*)(?:\+([A-Za-z0-9.-]*))?://([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$')
+URI_RE = re.compile(r'^([A-Za-z][A-Za-z0-9.-]*)(?:\+([A-Za-z0-9.-]*))?://([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$')
 _REMOTE_TRANSPORTS = {
     'ssh': 'runs ssh to reach another host',
     'libssh': 'opens an SSH session to another host',
@@ -83,7 +83,7 @@ def _printable(value):
     return repr(value)
 
 
-def _check_text(field, value):
+def check_text(field, value):
     if not isinstance(value, str):
         raise SpecError(field, 'must be a string, got %s' % type(value).__name__)
     if value == '':
@@ -95,7 +95,7 @@ def _check_text(field, value):
 
 def validate_name(field, value, max_len):
     """A safe identifier: letters, digits, '.', '_', '-', starting with a letter or digit."""
-    _check_text(field, value)
+    check_text(field, value)
     if len(value) > max_len:
         raise SpecError(field, 'must be at most %d characters, got %d' % (max_len, len(value)))
     if not _NAME_RE.match(value):
@@ -141,7 +141,7 @@ def normalize_mount_path(value, field='mount_path'):
     ``/mnt/models/./a``, ``/mnt/models//a/`` and ``/mnt/models/a`` all give ``/mnt/models/a``;
     the normalized value is what is compared and stored.
     """
-    _check_text(field, value)
+    check_text(field, value)
     if len(value.encode('utf-8')) > PATH_MAX_LEN:
         raise SpecError(field, 'must be at most %d bytes' % PATH_MAX_LEN)
     if not value.startswith('/'):
@@ -186,7 +186,7 @@ def normalize_source_path(value, field='source_path'):
     ``models/x`` and ``/models/x`` both mean that directory under the volume's root. The root itself
     is refused: it holds the client's control files, which must not reach a guest.
     """
-    _check_text(field, value)
+    check_text(field, value)
     if len(value.encode('utf-8')) > PATH_MAX_LEN:
         raise SpecError(field, 'must be at most %d bytes' % PATH_MAX_LEN)
     parts = _components(field, value)
@@ -201,7 +201,7 @@ def normalize_host_path(value, field):
     """A path on the hypervisor (a directory or the client): absolute, without ``..``, returned normalized
     (``//`` and ``/./`` folded, no trailing ``/``), or raise SpecError. Whether others can change what it names is
     a question for the host (see ``_hostpath``)."""
-    _check_text(field, value)
+    check_text(field, value)
     if len(value.encode('utf-8')) > PATH_MAX_LEN:
         raise SpecError(field, 'must be at most %d bytes' % PATH_MAX_LEN)
     if not value.startswith('/'):
@@ -220,7 +220,7 @@ def normalize_host_path(value, field):
 
 def validate_uri(value, field='uri'):
     """The libvirt URI must name the local hypervisor (one of ``LOCAL_URIS``, exactly); else SpecError says why."""
-    _check_text(field, value)
+    check_text(field, value)
     if value in LOCAL_URIS:
         return value
     raise SpecError(field, '%s %s; only the hypervisor the task runs on can be managed: use one of %s'
@@ -229,7 +229,7 @@ def validate_uri(value, field='uri'):
 
 def _uri_refusal(value):
     """Why a URI that is not a local one is refused, in words."""
-    match = _URI_RE.match(value)
+    match = URI_RE.match(value)
     if not match:
         return 'is not a libvirt URI (driver[+transport]:///system), and libvirt could resolve it as an alias'
     driver, transport, authority, path, query, fragment = match.groups()
@@ -278,7 +278,7 @@ def is_our_tag(tag):
 
 def _split_meta_url(value, field):
     """(URL without password, password as written in the URL or None)."""
-    _check_text(field, value)
+    check_text(field, value)
     match = re.match(r'^([a-z][a-z0-9+.-]*)://(.*)$', value, re.DOTALL)
     if not match:
         raise SpecError(field, 'must look like scheme://... (for example redis://host:6379/1 or sqlite3:///path/meta.db): %s'
