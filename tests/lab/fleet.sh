@@ -206,10 +206,22 @@ fleet_daemons() { # I: virtlogd, libvirtd, sshd of the hypervisor (each started 
     tail -n 20 "$d/logs/libvirtd.log" >&2 || true
     die "hypervisor hv$i: libvirtd does not answer on $(hv_uri "$i")"
 }
-fleet_vm() { # I: define and start the hypervisor's guest
-    local i=$1 d vm xml state
+vm_where() { # I N -> the hypervisor (index) that has guest I defined now (a migration moves it), or nothing
+    local i=$1 n=$2 j
+    for ((j = 1; j <= n; j++)); do
+        [[ -n $(hv_virsh "$j" domstate "$(hv_vm "$i")" 2>/dev/null | head -n 1) ]] && { echo "$j"; return 0; }
+    done
+    return 0
+}
+fleet_vm() { # I N: define and start guest I on hypervisor I, unless it lives on another one (migrated there)
+    local i=$1 n=$2 d vm xml state at
     d=$(hv_dir "$i")
     vm=$(hv_vm "$i")
+    at=$(vm_where "$i" "$n")
+    if [[ -n $at && $at != "$i" ]]; then
+        log "hv$i: $vm is on hv$at (migrated): left there"
+        i=$at
+    fi
     xml=$d/$vm.xml
     sed -e "s|@GUEST_DIR@/persist.img|$d/persist.img|g" -e "s|@VM@|$vm|g" -e "s|@GUEST_DIR@|$GUEST|g" \
         -e "s|@LOG_DIR@|$LAB/vmlogs|g" "$HERE/domain.xml.in" >"$xml"
@@ -224,6 +236,7 @@ fleet_vm() { # I: define and start the hypervisor's guest
     esac
     log "hv$i: starting $vm"
     hv_virsh "$i" start "$vm" >/dev/null
+    echo "$i" >"$d/started-on"
 }
 fleet_ssh_ok() { # I: the controller reaches the hypervisor's sshd with the lab's key
     ip netns exec "$FLEET_CTL_NS" ssh -o BatchMode=yes "hv$1" true </dev/null 2>>"$(hv_dir "$1")/logs/ssh-check.log"
@@ -289,14 +302,16 @@ fleet_up() { # N
     done
     echo "$n" >"$FLEET/count"
     for ((i = 1; i <= n; i++)); do
-        vm=$(hv_vm "$i")
-        [[ $(hv_virsh "$i" domstate "$vm" 2>/dev/null | head -n 1) == running ]] || started+=("$i")
-        fleet_vm "$i"
+        rm -f "$(hv_dir "$i")/started-on"
+        fleet_vm "$i" "$n"
+        [[ -f $(hv_dir "$i")/started-on ]] && started+=("$i")
     done
+    local at
     for i in "${started[@]}"; do
         vm=$(hv_vm "$i")
-        "$VENV/bin/python" "$GUEST_RUN" --uri "$(hv_uri "$i")" --vm "$vm" --ping --wait 120 2>/dev/null \
-            || { tail -n 30 "$LAB/vmlogs/$vm-console.log" >&2 || true; die "hv$i: the agent of $vm does not answer"; }
+        at=$(cat "$(hv_dir "$i")/started-on")
+        "$VENV/bin/python" "$GUEST_RUN" --uri "$(hv_uri "$at")" --vm "$vm" --ping --wait 120 2>/dev/null \
+            || { tail -n 30 "$LAB/vmlogs/$vm-console.log" >&2 || true; die "hv$at: the agent of $vm does not answer"; }
     done
     for ((i = 1; i <= n; i++)); do
         local k ok=0
@@ -358,7 +373,7 @@ fleet_down_hv() { # I
     fi
     stop_daemon "hv$i namespace" "$d/pids/anchor.pid" /usr/bin/sleep
     netns_exists "$(hv_ns "$i")" && ip netns del "$(hv_ns "$i")"
-    rm -rf "$d/root" "$d/pids" "$d/persist.img" "$d"/*.xml
+    rm -rf "$d/root" "$d/pids" "$d/persist.img" "$d/started-on" "$d"/*.xml
 }
 fleet_down() {
     local i n
