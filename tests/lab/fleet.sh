@@ -192,6 +192,7 @@ fleet_daemons() { # I: virtlogd, libvirtd, sshd of the hypervisor (each started 
     fi
     if ! running_pid "$d/pids/libvirtd.pid" "$LIBVIRTD" >/dev/null; then
         rm -f "$d/pids/libvirtd.pid"
+        touch "$d/libvirtd-new"
         LIBVIRT_LOG_OUTPUTS="3:file:$d/logs/libvirtd.log" hv_enter "$i" "$LIBVIRTD" -d -p "$d/pids/libvirtd.pid" 9>&-
     fi
     if ! running_pid "$d/pids/sshd.pid" "$SSHD" >/dev/null; then
@@ -228,6 +229,13 @@ fleet_vm() { # I N: define and start guest I on hypervisor I, unless it lives on
     state=$(hv_virsh "$i" domstate "$vm" 2>/dev/null | head -n 1 || true)
     if [[ -z $state ]]; then
         hv_virsh "$i" define "$xml" >/dev/null
+        state="shut off"
+    fi
+    if [[ $state == running && -f $(hv_dir "$i")/libvirtd-new ]]; then
+        # libvirt before 9.2 forgets a running VM's shared memory once libvirtd restarts and then refuses every
+        # virtiofs hot-plug ("'virtiofs' requires shared memory"): a guest that outlived its libvirtd restarts.
+        log "hv$i: $vm outlived a libvirtd restart: restarting it (libvirt < 9.2 refuses its virtiofs hot-plugs)"
+        hv_virsh "$i" destroy "$vm" >/dev/null
         state="shut off"
     fi
     case $state in
@@ -306,6 +314,7 @@ fleet_up() { # N
         fleet_vm "$i" "$n"
         [[ -f $(hv_dir "$i")/started-on ]] && started+=("$i")
     done
+    for ((i = 1; i <= n; i++)); do rm -f "$(hv_dir "$i")/libvirtd-new"; done
     local at
     for i in "${started[@]}"; do
         vm=$(hv_vm "$i")
@@ -373,7 +382,7 @@ fleet_down_hv() { # I
     fi
     stop_daemon "hv$i namespace" "$d/pids/anchor.pid" /usr/bin/sleep
     netns_exists "$(hv_ns "$i")" && ip netns del "$(hv_ns "$i")"
-    rm -rf "$d/root" "$d/pids" "$d/persist.img" "$d/started-on" "$d"/*.xml
+    rm -rf "$d/root" "$d/pids" "$d/persist.img" "$d/started-on" "$d/libvirtd-new" "$d"/*.xml
 }
 fleet_down() {
     local i n
