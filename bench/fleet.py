@@ -105,8 +105,8 @@ def main():
             walls[k].append(wall)
             b.unmount_all()
     for k in (1, 2, 3):
-        say('%d hypervisor%s: median %.2f s (%s)' % (k, 's' if k > 1 else ' ', med(walls[k]),
-                                                      ', '.join('%.2f' % w for w in walls[k])))
+        say('%d hypervisor%s: median %.2f s (%s)'
+            % (k, 's' if k > 1 else ' ', med(walls[k]), ', '.join('%.2f' % w for w in walls[k])))
     say('3 hypervisors / 1: %.2f' % (med(walls[3]) / med(walls[1])))
     results['mount_models_wall_s'] = {str(k): walls[k] for k in walls}
 
@@ -151,8 +151,8 @@ def main():
             found = fleet_run.plain(json.loads(out[out.index('{'):]))['_meta']['hostvars']
             assert len(found) == k, 'the plugin found %s' % sorted(found)
     for k in (1, 3):
-        say('%d hypervisor%s: median %.2f s (%s)' % (k, 's' if k > 1 else ' ', med(plugin[k]),
-                                                      ', '.join('%.2f' % w for w in plugin[k])))
+        say('%d hypervisor%s: median %.2f s (%s)'
+            % (k, 's' if k > 1 else ' ', med(plugin[k]), ', '.join('%.2f' % w for w in plugin[k])))
     say('3 hypervisors / 1: %.2f' % (med(plugin[3]) / med(plugin[1])))
     results['plugin_s'] = {str(k): plugin[k] for k in plugin}
     b.unmount_all()

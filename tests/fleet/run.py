@@ -179,7 +179,7 @@ class Fleet:
             host, sorted(k for k in want if seen.get(k) != want[k])[:5]))
 
     def check_unmounted(self, host):
-        code, out, _ = self.guest(host, ['cat', '/proc/mounts'])
+        code, out, _err = self.guest(host, ['cat', '/proc/mounts'])
         check(code == 0 and MOUNT_PATH not in out and 'virtiofs' not in out,
               '%s: the guest still has a model mount: %s' % (host, [ln for ln in out.split('\n') if 'virtiofs' in ln or MOUNT_PATH in ln]))
         # The volume stays mounted on the hypervisor (one mount per volume per host, for the next model); the
@@ -190,7 +190,7 @@ class Fleet:
     def state(self, hosts=None):
         """What vm_model_mount_info reports on each hypervisor: {host: [(vm, model, mount_path, status)]}."""
         hosts = hosts or self.hosts
-        _, out = self.ansible(['ansible', ','.join(hosts), '-m', 'aimodel.kvm.vm_model_mount_info', '-o'])
+        _rc, out = self.ansible(['ansible', ','.join(hosts), '-m', 'aimodel.kvm.vm_model_mount_info', '-o'])
         found = {}
         for line in out.split('\n'):
             m = re.match(r'^(\S+) \| (SUCCESS|CHANGED) => (\{.*\})$', line)
@@ -231,12 +231,12 @@ def main():  # pylint: disable=too-many-statements
         single = {}
 
         def mount_all():
-            _, out = fleet.playbook('mount_models.yml')
+            _rc, out = fleet.playbook('mount_models.yml')
             recap = fleet.recap(out)
             check(all(recap.get(h, {}).get('changed', 0) > 0 for h in fleet.hosts), 'not every hypervisor changed: %s' % recap)
             for host in fleet.hosts:
                 fleet.check_bytes(host)
-            _, out = fleet.playbook('mount_models.yml')
+            _rc, out = fleet.playbook('mount_models.yml')
             recap = fleet.recap(out)
             check(all(recap[h]['changed'] == 0 and recap[h]['failed'] == 0 for h in fleet.hosts),
                   'a second run changed something: %s' % recap)
@@ -247,7 +247,7 @@ def main():  # pylint: disable=too-many-statements
 
         def inventory_plugin():
             source = fleet.env['LAB_FLEET_PLUGIN_SOURCE']
-            _, out = fleet.ansible(['ansible-inventory', '--list'], inventory=source)
+            _rc, out = fleet.ansible(['ansible-inventory', '--list'], inventory=source)
             data = plain(json.loads(out[out.index('{'):]))
             hostvars = data['_meta']['hostvars']
             group = 'model_' + re.sub(r'[^A-Za-z0-9_]', '_', model)
@@ -258,7 +258,7 @@ def main():  # pylint: disable=too-many-statements
                 check([(x['model'], x['mount_path'], x['status']) for x in mounts] == [(model, MOUNT_PATH, 'recorded')],
                       '%s: %s' % (vm, mounts))
                 check(vm in data.get('hypervisor_' + host, {}).get('hosts', []), '%s is not in group hypervisor_%s' % (vm, host))
-            _, out = fleet.ansible(['ansible', group, '--list-hosts'], inventory=source)
+            _rc, out = fleet.ansible(['ansible', group, '--list-hosts'], inventory=source)
             listed = sorted(line.strip() for line in out.split('\n')[1:] if line.strip())
             check(listed == sorted(fleet.vm(h) for h in fleet.hosts), '%s --list-hosts: %s' % (group, listed))
             report = os.path.join(work, 'report.txt')
@@ -291,7 +291,7 @@ def main():  # pylint: disable=too-many-statements
             pid = int(open(pidfile, encoding='ascii').read().strip())
             say('stopping the libvirtd of %s (pid %d) and adding hv99, which does not answer' % (bad, pid))
             os.kill(pid, 15)
-            for _ in range(100):
+            for _wait in range(100):
                 if not os.path.exists('/proc/%d' % pid):
                     break
                 time.sleep(0.1)
@@ -320,10 +320,10 @@ def main():  # pylint: disable=too-many-statements
             # its virtiofs hot-plugs then); the hook and the guest's fstab bring its model back at boot.
             subprocess.run(['bash', LAB_SCRIPT, 'up', '--hypervisors', str(fleet.n)], check=True, stdout=subprocess.DEVNULL)
             fleet.check_bytes(bad)
-            _, out = fleet.playbook('mount_models.yml')
+            _rc, out = fleet.playbook('mount_models.yml')
             recap = fleet.recap(out)
             check(recap[bad]['failed'] == 0, '%s after its libvirtd came back: %s' % (bad, recap))
-            _, out = fleet.playbook('mount_models.yml')
+            _rc, out = fleet.playbook('mount_models.yml')
             recap = fleet.recap(out)
             check(all(recap[h]['changed'] == 0 and recap[h]['failed'] == 0 for h in fleet.hosts),
                   'a run after the repair changed something: %s' % recap)
