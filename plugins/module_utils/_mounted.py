@@ -437,10 +437,10 @@ def _guest_base(m):
                                lambda: agent.set_read_ahead_kb(made['dev'], read_ahead))
         m.guest_touched = True
     elif read_ahead:
-        # Read every time (one small sysfs file): it is lost with every new base mount, can be changed by hand,
+        # Read on every run (one small sysfs file, once per run): it is lost with every new base mount, can be changed by hand,
         # and vm_model_mount_info reports it.
         dev = here['dev']
-        now_kb = agent.read_ahead_kb(dev)
+        now_kb = ctx.state.read_once(('read_ahead_kb', dev), lambda: agent.read_ahead_kb(dev))
         if now_kb is not None and now_kb != read_ahead:
             ctx.plan.add_guest('set the readahead of %s in the guest to %d KiB (was %d KiB)' % (device, read_ahead, now_kb),
                                lambda: agent.set_read_ahead_kb(dev, read_ahead),

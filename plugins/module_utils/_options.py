@@ -45,6 +45,32 @@ def shared(required):
     )
 
 
+def model_options():
+    """The options of one model's mount: vm_model_mount's own, and each entry of vm_model_mounts' mounts."""
+    return dict(
+        model=dict(type='str', required=True),
+        source_path=dict(type='str'),
+        mount_path=dict(type='str'),
+        read_only=dict(type='bool', default=True),
+        state=dict(type='str', default='mounted', choices=['mounted', 'absent']),
+    )
+
+
+def run_options():
+    """The options of a run, one value for all its models (doc fragment aimodel.kvm.run_options)."""
+    return dict(
+        persist=dict(type='bool', default=True),
+        guest_mount=dict(type='bool', default=True),
+        force=dict(type='bool', default=False),
+        warmup=dict(type='bool', default=False),
+        cache=dict(type='str', default='auto', choices=['auto', 'always']),
+        read_ahead_kb=dict(type='int', default=1024),
+        lock_timeout=dict(type='int', default=120),
+        guest_timeout=dict(type='int', default=300),
+        device_timeout=dict(type='int', default=60),
+    )
+
+
 class Module(AnsibleModule):
     """An AnsibleModule that supports check mode, masks a password inside ``volume.meta_url`` in what it returns,
     and names the dict option in ansible-core's error for a value that is not a dict ("dictionary requested,

@@ -74,7 +74,7 @@ class Plan:
         undo = done + [step] if step.unsure and step.undo is not None else done
         if undo and self.before_rollback is not None:
             self.before_rollback()
-        rolled, kept, left = _rollback(undo)
+        rolled, kept, left = rollback(undo)
         msg = '%s: %s failed: %s.' % (self.where, step.text, exc)
         if done:
             msg += ' Done before the failure: %s.' % '; '.join(s.text for s in done)
@@ -86,7 +86,7 @@ class Plan:
         return msg
 
 
-def _rollback(done):
+def rollback(done):
     """Undo the done steps in reverse order: (rolled back, kept on purpose, failed to roll back)."""
     rolled, kept, left = [], [], []
     for step in reversed(done):
@@ -108,15 +108,18 @@ class Context:
     the domain, its guest agent, the host's volume side, the read model of the VM, and the plan being built.
     ``run_command``: the module's AnsibleModule.run_command, with which the host's side runs its programs."""
 
-    def __init__(self, params, desired, volume, domain, run_command=None):
+    # pylint: disable-next=too-many-arguments,too-many-positional-arguments
+    def __init__(self, params, desired, volume, domain, run_command=None, agent=None, state=None):
         self.params = params
         self.desired = desired
         self.volume = volume
         self.domain = domain
-        # The guest's time for the whole run is guest_timeout (reading the guest, then every step).
-        self.agent = _guest.Agent(domain, params['agent_timeout'], budget=params['guest_timeout'])
+        # The guest's time for the whole run is guest_timeout (reading the guest, then every step). A run over a
+        # VM's set passes one agent to every model's context (one budget for the run), and the read model of the
+        # model before when that one changed nothing (the VM is as it was read).
+        self.agent = agent or _guest.Agent(domain, params['agent_timeout'], budget=params['guest_timeout'])
         self.host = _juicefs.Host(run_command)
-        self.state = VmState(domain, self.agent)
+        self.state = state or VmState(domain, self.agent)
         self.plan = Plan(params['vm'], before_rollback=self.rollback_time)
         self.where = self.plan.where
 

@@ -35,6 +35,7 @@ class VmState:
         self.guest_mounts = None
         self.fstab = None
         self.guest_error = None
+        self._reads = {}
         if self.active and read_guest and agent is not None:
             self.read_guest()
 
@@ -50,6 +51,14 @@ class VmState:
             self.guest_mounts = None
             self.fstab = None
             self.guest_error = exc
+
+    def read_once(self, key, read):
+        """What read() returns, read once for this read model: the guest reads a plan makes beyond the mount table
+        and the fstab (a device's readahead, the guest's tuning), shared by the plans of a VM's set while nothing
+        changed."""
+        if key not in self._reads:
+            self._reads[key] = read()
+        return self._reads[key]
 
     @property
     def records(self):

@@ -149,7 +149,7 @@ def plan_unit(ctx, device, fstab, kib):
     keep = fstab is not None and _guest.fstab_find(fstab, device) is not None and bool(kib)
     path, link = unit_path(device), wants_path(device)
     if keep:
-        tuning = GuestTuning(agent)
+        tuning = ctx.state.read_once('guest_tuning', lambda: GuestTuning(agent))
         if not tuning.systemd():
             return
         before = tuning.installed(device)

@@ -21,9 +21,10 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.aimodel.kvm.plugins.module_utils import _options
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount_info
+from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mounts
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-MODULES = {'vm_model_mount': vm_model_mount, 'vm_model_mount_info': vm_model_mount_info}
+MODULES = {'vm_model_mount': vm_model_mount, 'vm_model_mount_info': vm_model_mount_info, 'vm_model_mounts': vm_model_mounts}
 GROUP = 'group/aimodel.kvm.kvm'
 
 
@@ -35,7 +36,7 @@ def _readme_plays():
     return [play for block in blocks for play in block if GROUP in (play.get('module_defaults') or {})]
 
 
-def test_the_readme_example_is_accepted_by_both_modules_as_written():
+def test_the_readme_example_is_accepted_by_every_module_as_written():
     plays = _readme_plays()
     assert plays, 'the README has no example with module_defaults for %s' % GROUP
     seen = set()
@@ -55,15 +56,16 @@ def test_the_readme_example_is_accepted_by_both_modules_as_written():
     assert seen == set(MODULES)
 
 
-def test_both_action_groups_hold_both_modules():
+def test_both_action_groups_hold_every_module():
     with open(os.path.join(ROOT, 'meta', 'runtime.yml')) as handle:
         groups = yaml.safe_load(handle)['action_groups']
     assert sorted(groups['kvm']) == sorted(MODULES)
     assert groups['vm_model_mount'] == [{'metadata': {'extend_group': ['kvm']}}]
 
 
-def test_the_shared_options_are_one_spec_in_both_modules():
-    mount, info = vm_model_mount.argument_spec(), vm_model_mount_info.argument_spec()
+@pytest.mark.parametrize('other', [vm_model_mount_info, vm_model_mounts], ids=['vm_model_mount_info', 'vm_model_mounts'])
+def test_the_shared_options_are_one_spec_in_every_module(other):
+    mount, info = vm_model_mount.argument_spec(), other.argument_spec()
     for option in ('uri', 'vm', 'volume', 'agent_timeout'):
         for key in ('type', 'default', 'aliases', 'fallback'):
             assert mount[option].get(key) == info[option].get(key), (option, key)
@@ -74,8 +76,17 @@ def test_the_shared_options_are_one_spec_in_both_modules():
         other = info['volume']['options'][name]
         assert (sub['type'], sub.get('default'), sub.get('no_log')) == \
             (other['type'], other.get('default'), other.get('no_log')), name
-    assert 'mount_root' not in info, 'the info module takes mount_root inside volume'
+    assert 'mount_root' not in info, 'the modules take mount_root inside volume'
     assert 'never' not in mount['cache']['choices']
+
+
+def test_an_entry_of_the_set_takes_the_options_of_one_model():
+    mount, entry = vm_model_mount.argument_spec(), vm_model_mounts.argument_spec()['mounts']['options']
+    for name, spec in entry.items():
+        assert spec == mount[name], name
+    for name in ('persist', 'guest_mount', 'force', 'warmup', 'cache', 'read_ahead_kb', 'lock_timeout', 'guest_timeout',
+                 'device_timeout'):
+        assert vm_model_mounts.argument_spec()[name] == mount[name], name
 
 
 def _lists_without_contains(returns, path=''):
