@@ -125,6 +125,19 @@ def model_mounts_volume_args(volume, volumes, mount_root='', env_volume=None, ke
     return args
 
 
+def model_mounts_by_vm(declared, vm_names, volumes, mount_root='', env_volume=None, keys=()):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+    """The declared mounts grouped per VM, as the arguments of one vm_model_mounts run each: vm, and mounts (model,
+    source_path, mount_path, read_only, and volume as model_mounts_volume_args gives it), for every VM of vm_names in
+    their order, a VM that declares nothing with an empty list."""
+    out = []
+    for vm in vm_names:
+        out.append({'vm': vm, 'mounts': [
+            {'model': m['model'], 'source_path': m['source_path'], 'mount_path': m['mount_path'], 'read_only': m['read_only'],
+             'volume': model_mounts_volume_args(m['volume'], volumes, mount_root, env_volume, keys)}
+            for m in declared if m['vm'] == vm]})
+    return out
+
+
 def _declared_models(declared, vm):
     return [mount['model'] for mount in declared if mount['vm'] == vm]
 
@@ -152,6 +165,37 @@ def _results(registered):
     if not isinstance(registered, Mapping):
         return []
     return [r for r in registered.get('results', []) if not _skipped(r)]
+
+
+ROLLED_BACK = 'not converged: the run of its set failed and was rolled back'
+
+
+def _per_model(registered):
+    """(mount results, unmount results, errors by VM) per model from the results of vm_model_mounts looped over the
+    VMs (item: vm and mounts), in the shape of vm_model_mount's loop (item: vm and model); results of that shape
+    pass as they are. A failed run of a set fails the model it names (all of the set when it names none)."""
+    mounted, removed, errors = [], [], {}
+    for result in _results(registered):
+        item = result.get('item')
+        if isinstance(item, str):
+            vm, declared = item, []       # a loop over VM names (their sets are empty)
+        elif isinstance(item, Mapping) and 'mounts' in item and 'model' not in item:
+            vm, declared = item.get('vm'), [m.get('model') for m in item['mounts']]
+        else:
+            mounted.append(result)
+            continue
+        if _failed(result):
+            models = [result['model']] if result.get('model') else declared
+            mounted.extend({'item': {'vm': vm, 'model': m}, 'failed': True, 'msg': result.get('msg')} for m in models)
+            if not models or declared != models:
+                errors.setdefault(vm, []).append(ROLLED_BACK)
+            continue
+        mounted.extend({'item': {'vm': vm, 'model': e.get('model')}, 'changed': e.get('changed', False),
+                        'mount': e.get('mount')} for e in result.get('mounts', []) if e.get('mount', {}).get('status') != 'absent')
+        removed.extend({'item': {'vm': vm, 'model': e.get('model')}, 'changed': e.get('changed', False)}
+                       for e in result.get('mounts', []) if e.get('mount', {}).get('status') == 'absent')
+        removed.extend({'item': {'vm': vm, 'model': m}, 'changed': True} for m in result.get('unmounted', []))
+    return mounted, removed, errors
 
 
 def _item(result, key):
@@ -186,17 +230,22 @@ def _failed_reads(records):
 
 def model_mounts_summary(mounted, unmounted=None, vm_names=None, records=None):
     """Per VM the models mounted, unmounted, unchanged, pending and failed, and the errors that are no model's, from
-    the registered results of the mount loop (mounted), the unmount loop (unmounted) and the reads of the mount
-    records of the exclusive step (records: a list of registered results); skipped results do not count. The VMs:
-    vm_names, then the VMs that had a model unmounted.
+    the registered results of the mount loop (mounted: vm_model_mounts per VM, or vm_model_mount per model), the
+    unmount loop (unmounted: the same shapes) and the reads of the mount records of the exclusive step (records: a
+    list of registered results); skipped results do not count. The VMs: vm_names, then the VMs that had a model
+    unmounted. A VM whose set failed has the model that failed, and the error ROLLED_BACK when it had others.
 
     A failed read of a VM's records is that VM's error (a failed read of the whole hypervisor: every VM's). When the
     exclusive step failed (a read or an unmount), the mount loop did not run: every VM without a failure of its own
     gets the error NOT_CONVERGED."""
-    mounted = _results(mounted)
-    removed = _results(unmounted)
+    mounted, removed_here, set_errors = _per_model(mounted)
+    removed_there, removed_more, more_errors = _per_model(unmounted)
+    removed = removed_here + removed_there + removed_more
     vms = _unique(list(vm_names or []) + [_item(r, 'vm') for r in removed])
     errors = dict((vm, []) for vm in vms)
+    for extra in (set_errors, more_errors):
+        for vm, msgs in extra.items():
+            errors.setdefault(vm, []).extend(msgs)
     reads = _failed_reads(records)
     for vm, msg in reads:
         for name in [vm] if vm is not None else vms:
@@ -215,7 +264,7 @@ def model_mounts_summary(mounted, unmounted=None, vm_names=None, records=None):
             'failed': [_item(x, 'model') for x in m + r if _failed(x)],
             'errors': errors[vm],
         }
-    if reads or any(_failed(x) for x in removed):
+    if reads or any(_failed(x) for x in removed) or more_errors:
         for vm, s in summary.items():
             if not s['failed'] and not s['errors']:
                 s['errors'].append(NOT_CONVERGED)
@@ -296,6 +345,7 @@ class FilterModule(object):
             'model_mounts_vm_names': model_mounts_vm_names,
             'model_mounts_declared': model_mounts_declared,
             'model_mounts_volume_args': model_mounts_volume_args,
+            'model_mounts_by_vm': model_mounts_by_vm,
             'model_mounts_undeclared': model_mounts_undeclared,
             'model_mounts_summary': model_mounts_summary,
             'model_mounts_summary_lines': model_mounts_summary_lines,

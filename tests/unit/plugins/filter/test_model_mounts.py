@@ -22,7 +22,7 @@ def test_filters_are_exposed():
     filters = mm.FilterModule().filters()
     assert sorted(filters) == sorted([
         'model_mounts_limit', 'model_mounts_problems', 'model_mounts_vm_names', 'model_mounts_declared',
-        'model_mounts_volume_args', 'model_mounts_undeclared', 'model_mounts_summary', 'model_mounts_summary_lines',
+        'model_mounts_volume_args', 'model_mounts_by_vm', 'model_mounts_undeclared', 'model_mounts_summary', 'model_mounts_summary_lines',
         'model_mounts_report_lines'])
     assert filters['model_mounts_problems'] is mm.model_mounts_problems
 
@@ -353,3 +353,50 @@ def test_report_lines_orphans_only():
         'HYPERVISOR  VM   ORPHAN  TAG  WHERE  SOURCE',
         'hv-a        vm1  device  t    w      s',
     ]
+
+
+# --- one vm_model_mounts run per VM --------------------------------------------------------------------
+
+SET_DECLARED = [
+    {'vm': 'a', 'model': 'm1', 'volume': 'v', 'source_path': 'models/m1', 'mount_path': None, 'read_only': True},
+    {'vm': 'b', 'model': 'm2', 'volume': 'v', 'source_path': 'models/m2', 'mount_path': '/srv/m2', 'read_only': False},
+    {'vm': 'a', 'model': 'm3', 'volume': 'w', 'source_path': 'models/m3', 'mount_path': None, 'read_only': True},
+]
+
+
+def test_by_vm_groups_the_declared_mounts_in_the_order_of_the_vms():
+    out = mm.model_mounts_by_vm(SET_DECLARED, ['b', 'a', 'c'], {'v': {'meta_url': 'redis://h/1', 'other': 1}}, '/mnt/vols',
+                                {'meta_password': 'pw'}, ['meta_url'])
+    assert [(e['vm'], [m['model'] for m in e['mounts']]) for e in out] == [('b', ['m2']), ('a', ['m1', 'm3']), ('c', [])]
+    m2 = out[0]['mounts'][0]
+    assert m2 == {'model': 'm2', 'source_path': 'models/m2', 'mount_path': '/srv/m2', 'read_only': False,
+                  'volume': {'name': 'v', 'mount_root': '/mnt/vols', 'meta_password': 'pw', 'meta_url': 'redis://h/1'}}
+    assert out[1]['mounts'][1]['volume'] == {'name': 'w', 'mount_root': '/mnt/vols', 'meta_password': 'pw'}
+
+
+def set_result(vm, models, **extra):
+    return dict({'item': {'vm': vm, 'mounts': [{'model': m} for m in models]}}, **extra)
+
+
+def test_summary_of_set_runs():
+    mounted = {'results': [
+        set_result('a', ['m1', 'm3'], changed=True, unmounted=['old'], mounts=[
+            {'model': 'm1', 'changed': True, 'mount': {'status': 'mounted'}},
+            {'model': 'm3', 'changed': False, 'mount': {'status': 'pending'}}]),
+        set_result('b', ['m2', 'm4'], failed=True, model='m4', msg='mounts[1] (model m4): boom'),
+        set_result('c', [], skipped=True),
+    ]}
+    summary = mm.model_mounts_summary(mounted, {'results': []}, ['a', 'b', 'c'])
+    assert summary['a'] == {'mounted': ['m1'], 'unmounted': ['old'], 'unchanged': ['m3'], 'pending': ['m3'],
+                            'failed': [], 'errors': []}
+    assert summary['b']['failed'] == ['m4'] and summary['b']['errors'] == [mm.ROLLED_BACK]
+    assert summary['c'] == {'mounted': [], 'unmounted': [], 'unchanged': [], 'pending': [], 'failed': [], 'errors': []}
+
+
+def test_summary_of_the_unmounts_of_undeclared_vms():
+    unmounted = {'results': [{'item': 'x', 'changed': True, 'mounts': [], 'unmounted': ['m1', 'm2']},
+                             {'item': 'y', 'failed': True, 'msg': 'busy'}]}
+    summary = mm.model_mounts_summary({'results': []}, unmounted, ['a'])
+    assert summary['x']['unmounted'] == ['m1', 'm2']
+    assert summary['y']['errors'] == [mm.ROLLED_BACK], 'its run failed before naming a model'
+    assert summary['a']['errors'] == [mm.NOT_CONVERGED], 'the role stopped before the declared VMs'
