@@ -4,8 +4,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """A VM's whole declared set in one run (vm_model_mounts): every entry checked before anything is touched, then
-under one hold of the VM's lock the unmounts, then the mounts, each planned (``_mounted.plan``,
-``_absent.plan``) against the VM as the entry before left it, and applied; a failure rolls back the whole run.
+under one hold of the VM's lock the entries in the order ``ordered`` gives, each planned (``_mounted.plan``,
+``_absent.plan``) against the VM as the entry before left it, and applied; a failure rolls back every mount of
+the run and says which unmounts stay done.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -141,6 +142,10 @@ class SetRun:
             return msg
         rolled, kept, left = [], [], []
         for ctx in reversed(self.applied):
+            if ctx.params['state'] == 'absent':
+                left.append('the unmount of %s (an unmount is not rolled back: a re-run mounts it again)'
+                            % ctx.desired['model'])
+                continue
             ctx.rollback_time()
             r, k, lft = _plan.rollback(ctx.plan.steps)
             rolled.extend(r)
@@ -155,6 +160,19 @@ class SetRun:
         return msg
 
 
+def ordered(state, removals, mounts):
+    """The order of a run: the unmounts of models whose recorded mount path a mount of the set takes (they are in
+    its way), then the mounts, then the other unmounts. An unmount cannot be rolled back (its model's data stays on
+    the volume, and a re-run mounts it again); a failing mount can, so the unmounts wait for the mounts unless a
+    mount needs their place."""
+    paths = set(e.desired.get('mount_path') for e in mounts)
+
+    def in_the_way(entry):
+        record = state.live_records.get(entry.model) or state.config_records.get(entry.model) or {}
+        return record.get('mount_path') in paths
+    return [e for e in removals if in_the_way(e)] + mounts + [e for e in removals if not in_the_way(e)]
+
+
 def run(module, entries_):
     """Converge the VM to its set; the module's result."""
     params = module.params
@@ -166,17 +184,15 @@ def run(module, entries_):
             return dict(changed=False, actions=[], mounts=[], unmounted=[],
                         msg='VM %s does not exist on %s: nothing to unmount' % (params['vm'], params['uri']))
         work = SetRun(module, domain)
-        removals = []
+        work.state = VmState(domain, work.agent)
+        removals = [e for e in entries_ if e.state == 'absent']
         if params['exclusive']:
-            # Unmounts first: a model the set no longer names frees its mount path and its place on the device
-            # before a declared model may need them.
-            from_state = work.state = VmState(domain, work.agent)
             declared = set(e.model for e in entries_)
             removals = [Entry(None, dict(params, model=m, state='absent', source_path=None, mount_path=None,
                                          read_only=True, volume=None), {'model': m}, None)
-                        for m in undeclared(from_state, declared)]
+                        for m in undeclared(work.state, declared)] + removals
         unmounted = []
-        for entry in removals + [e for e in entries_ if e.state == 'absent'] + [e for e in entries_ if e.state == 'mounted']:
+        for entry in ordered(work.state, removals, [e for e in entries_ if e.state == 'mounted']):
             result = work.one(entry)
             if entry.index is None and result['changed']:
                 unmounted.append(entry.model)

@@ -19,11 +19,13 @@ description:
   - Every entry is checked before anything is touched; a bad entry fails the run naming it (for example
     C(mounts[2].mount_path)), and two entries of the same model or the same O(mounts[].mount_path) are refused.
   - The whole set runs under one hold of the VM's lock, so no other run of the collection on that VM (another job,
-    a slice of a job, the libvirt hook) sees it half-converged. The unmounts come first (they free mount paths and
-    the device's place for the declared models), then the entries in their order, each planned against the VM as
-    the entry before left it.
-  - All or nothing - when an entry fails, what the run did for it and for every entry before it is rolled back,
-    newest first, and the error names the entry and says what was and was not rolled back.
+    a slice of a job, the libvirt hook) sees it half-converged. The unmounts of models whose mount path an entry
+    takes come first, then the mounts in the order of O(mounts), then the other unmounts; each is planned against
+    the VM as the one before left it.
+  - When an entry fails, every mount the run did (its own and those before it) is rolled back, newest first, and
+    the error names the entry. An unmount is not rolled back (the model's data stays on its volume, and a re-run
+    mounts it again); the error lists the unmounts that stay done - which is why the unmounts that no mount needs
+    come last, after every mount succeeded.
   - A run that finds everything in place reads the VM (its XML, records, the guest's mount table and fstab) once
     for the whole set and changes nothing.
   - In check mode every entry is planned against the VM as it was read (nothing is applied), so an entry may list

@@ -172,15 +172,34 @@ def test_a_failing_entry_rolls_back_the_whole_run(domain, host, run_module):
     assert domain.guest.files['/etc/fstab'] == before[4]['/etc/fstab']
 
 
-def test_a_failing_unmount_leaves_the_set_as_it_was(domain, host, run_module):
+def test_a_failing_unmount_rolls_back_the_mounts_before_it(domain, host, run_module):
     run_set(run_module, [M1, M2])
     domain.guest.busy.add('/mnt/models/m2')
     before = snapshot(domain)
-    result = run_set(run_module, [dict(M1, mount_path='/mnt/models/moved')], exclusive=True)
+    result = run_set(run_module, [M1, dict(M1, model='m5', mount_path='/mnt/models/m5')], exclusive=True)
     assert result['failed'], result
-    assert 'unmount of m2 (not declared)' in result['msg'], result['msg']
-    assert snapshot(domain)[2] == before[2], 'the records are as they were'
+    assert result['msg'].startswith('unmount of m2 (not declared): '), result['msg']
+    assert snapshot(domain)[2] == before[2], 'the records are as they were: m5 rolled back'
     assert guest_paths(domain) == ['/mnt/models/m1', '/mnt/models/m2']
+
+
+def test_unmounts_wait_for_the_mounts_unless_in_their_way(domain, host, run_module):
+    run_set(run_module, [M1, dict(M2, mount_path='/mnt/models/shared')])
+    result = run_set(run_module, [M1, dict(M1, model='m6', mount_path='/mnt/models/shared')], exclusive=True)
+    assert result['changed'] is True and result['unmounted'] == ['m2'], result
+    first = [a.split(':')[0] for a in result['actions']]
+    assert first[0] == 'm2', 'm2 is in the way of m6: it goes first (%s)' % first
+    assert guest_paths(domain) == ['/mnt/models/m1', '/mnt/models/shared']
+    assert sorted(domain.records()) == ['m1', 'm6']
+
+
+def test_a_failing_mount_after_an_unmount_in_its_way_says_the_unmount_stays(domain, host, run_module):
+    run_set(run_module, [M1, dict(M2, mount_path='/mnt/models/shared')])
+    broken = dict(M1, model='m7', source_path='models/missing', mount_path='/mnt/models/shared')
+    result = run_set(run_module, [M1, broken], exclusive=True)
+    assert result['failed'], result
+    assert 'NOT rolled back' in result['msg'] and 'the unmount of m2' in result['msg'], result['msg']
+    assert sorted(domain.records()) == ['m1']
 
 
 def test_check_mode_changes_nothing(domain, host, run_module):
@@ -188,7 +207,7 @@ def test_check_mode_changes_nothing(domain, host, run_module):
     before = snapshot(domain)
     result = run_set(run_module, [M2], exclusive=True, check=True)
     assert result['changed'] is True and result['unmounted'] == ['m1'], 'what the run would unmount'
-    assert [a.split(':')[0] for a in result['actions']][:1] == ['m1']
+    assert sorted(set(a.split(':')[0] for a in result['actions'])) == ['m1', 'm2']
     assert snapshot(domain) == before
 
 
