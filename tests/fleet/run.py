@@ -7,8 +7,9 @@
   tests/fleet/run.py [--hypervisors N] [--keep] [--no-up]
 
 It brings up hv1..hvN (tests/lab/lab up --hypervisors N: each its own namespaces, libvirtd, sshd and guest;
-see tests/lab/fleet.sh) and, from the controller's namespace (lab fleet-run), with the collection this script
-belongs to:
+see tests/lab/fleet.sh), checks they are apart (a mount of the machine below /var/lib/aimodel reaches none, each
+has its own host UUID and host name) and, from the controller's namespace (lab fleet-run), with the collection
+this script belongs to:
   1. unmounts whatever an earlier run left (playbook unmount_models, all);
   2. mounts the lab's model in every hypervisor's guest with one run of playbook mount_models (forks = N), and
      checks the bytes from inside each guest (sha256 of every file, against the lab's SHA256SUMS) and that a
@@ -170,6 +171,30 @@ class Fleet:
             return [(f[2], f[1]) for f in (line.split() for line in handle) if len(f) > 2]
 
     # ------------------------------------------------------------------------------------------ checks
+    def check_isolation(self):
+        """A mount the machine makes below the collection's paths does not reach a hypervisor (as a host's own
+        volume mounts never reach another host), and each hypervisor has its own host UUID and host name."""
+        probe = tempfile.mkdtemp(prefix='.fleet-probe-', dir='/var/lib/aimodel')
+        try:
+            subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'aimodel-fleet-probe', probe], check=True)
+            try:
+                for host in self.hosts:
+                    seen = [m for m in self.hv_mounts(host) if m[1] == probe]
+                    check(not seen, '%s sees the machine\'s mount at %s: %s' % (host, probe, seen))
+            finally:
+                subprocess.run(['umount', probe], check=True)
+        finally:
+            os.rmdir(probe)
+        uuids = set()
+        for host in self.hosts:
+            _rc, out = self.ansible(['ansible', host, '-m', 'ansible.builtin.command', '-a', 'virsh -q capabilities'])
+            found = re.search(r'<uuid>([0-9a-f-]+)</uuid>', out)
+            check(found, '%s: no host UUID in its capabilities' % host)
+            uuids.add(found.group(1))
+            _rc, out = self.ansible(['ansible', host, '-m', 'ansible.builtin.command', '-a', 'hostname'])
+            check(re.search(r'^%s$' % host, out, re.M), '%s: its host name is not %s:\n%s' % (host, host, out[-500:]))
+        check(len(uuids) == len(self.hosts), 'the hypervisors share host UUIDs: %s' % sorted(uuids))
+
     def check_bytes(self, host):
         code, out, err = self.guest(host, ['sha256sum'] + [MOUNT_PATH + '/' + name for name in sorted(self.sums)])
         check(code == 0, '%s: sha256sum in the guest failed (%s): %s' % (host, code, err.strip()[:300]))
@@ -226,6 +251,7 @@ def main():  # pylint: disable=too-many-statements
     model = fleet.lab['lab_model']
     ok = False
     try:
+        step('isolation', fleet.check_isolation, times)
         step('clean', lambda: fleet.playbook('unmount_models.yml', '-e', 'aimodel_unmount_all=true'), times)
 
         single = {}

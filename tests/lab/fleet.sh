@@ -172,7 +172,9 @@ fleet_anchor() { # I: the process that holds the hypervisor's mount namespace (i
     setsid nsenter --net="/run/netns/$(hv_ns "$i")" -- unshare --mount --propagation slave --uts -- bash -c '
         set -e
         hostname "$1"; pidfile=$2; shift 2
-        while (($#)); do mount --bind "$1" "$2"; shift 2; done
+        # Each bind is a peer group of its own: what the machine mounts below these paths (its own volumes and export
+        # trees) does not reach the hypervisor, and what the hypervisor mounts reaches its QEMU and virtiofsd.
+        while (($#)); do mount --bind "$1" "$2"; mount --make-private "$2"; mount --make-shared "$2"; shift 2; done
         echo $$ >"$pidfile.tmp"; mv "$pidfile.tmp" "$pidfile"
         exec /usr/bin/sleep infinity' _ "hv$i" "$d/pids/anchor.pid" "${binds[@]}" </dev/null >"$d/logs/anchor.log" 2>&1 9>&- &
     for ((k = 0; k < 100; k++)); do
