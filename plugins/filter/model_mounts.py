@@ -125,17 +125,18 @@ def model_mounts_volume_args(volume, volumes, mount_root='', env_volume=None, ke
     return args
 
 
-def model_mounts_by_vm(declared, vm_names, volumes, mount_root='', env_volume=None, keys=()):  # pylint: disable=too-many-arguments,too-many-positional-arguments
-    """The declared mounts grouped per VM, as the arguments of one vm_model_mounts run each: vm, and mounts (model,
-    source_path, mount_path, read_only, and volume as model_mounts_volume_args gives it), for every VM of vm_names in
-    their order, a VM that declares nothing with an empty list."""
-    out = []
-    for vm in vm_names:
-        out.append({'vm': vm, 'mounts': [
-            {'model': m['model'], 'source_path': m['source_path'], 'mount_path': m['mount_path'], 'read_only': m['read_only'],
-             'volume': model_mounts_volume_args(m['volume'], volumes, mount_root, env_volume, keys)}
-            for m in declared if m['vm'] == vm]})
-    return out
+def model_mounts_by_vm(declared, vm_names):
+    """The declared mounts grouped per VM: vm, and mounts (model, volume - its name -, source_path, mount_path,
+    read_only), for every VM of vm_names in their order, a VM that declares nothing with an empty list. The volumes
+    stay names here: these are loop items, which the registered results repeat (see model_mounts_mount_args)."""
+    return [{'vm': vm, 'mounts': [dict((k, m[k]) for k in ('model', 'volume', 'source_path', 'mount_path', 'read_only'))
+                                  for m in declared if m['vm'] == vm]} for vm in vm_names]
+
+
+def model_mounts_mount_args(mounts, volumes, mount_root='', env_volume=None, keys=()):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+    """The mounts option of vm_model_mounts for one VM's mounts of model_mounts_by_vm: each volume name replaced by
+    the volume option model_mounts_volume_args gives (with its secrets, which only the module sees)."""
+    return [dict(m, volume=model_mounts_volume_args(m['volume'], volumes, mount_root, env_volume, keys)) for m in mounts]
 
 
 def _declared_models(declared, vm):
@@ -346,6 +347,7 @@ class FilterModule(object):
             'model_mounts_declared': model_mounts_declared,
             'model_mounts_volume_args': model_mounts_volume_args,
             'model_mounts_by_vm': model_mounts_by_vm,
+            'model_mounts_mount_args': model_mounts_mount_args,
             'model_mounts_undeclared': model_mounts_undeclared,
             'model_mounts_summary': model_mounts_summary,
             'model_mounts_summary_lines': model_mounts_summary_lines,

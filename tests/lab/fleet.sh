@@ -38,6 +38,16 @@ hv_vm() { echo "aimodel-hv$1-vm"; }         # I
 hv_uri() { echo "qemu+unix:///system?socket=$(hv_dir "$1")/root/run/libvirt/libvirt-sock"; }  # I (from this namespace)
 hv_virsh() { local i=$1; shift; virsh -q -c "$(hv_uri "$i")" "$@"; }  # I ARGS...
 hv_anchor() { running_pid "$(hv_dir "$1")/pids/anchor.pid" /usr/bin/sleep; }  # I -> the PID holding its namespaces
+close_fds() { # close every descriptor above 2 of this (sub)shell: a daemon must not hold a caller's lock file open
+    local fd n
+    for fd in /proc/"$BASHPID"/fd/*; do
+        n=${fd##*/}
+        if [[ $n =~ ^[0-9]+$ ]] && ((n > 2)); then eval "exec $n>&-" 2>/dev/null || true; fi
+    done
+}
+hv_daemon() { # I CMD...: start a daemon in hypervisor I's namespaces, with none of this shell's descriptors
+    (close_fds; hv_enter "$@")
+}
 hv_enter() { # I CMD...: run CMD in hypervisor I's mount and network namespaces
     local i=$1 pid
     shift
@@ -169,14 +179,14 @@ fleet_anchor() { # I: the process that holds the hypervisor's mount namespace (i
     rm -f "$d/pids/anchor.pid"
     for p in "${FLEET_BINDS[@]}"; do binds+=("$d/root$p" "$p"); done
     # shellcheck disable=SC2016
-    setsid nsenter --net="/run/netns/$(hv_ns "$i")" -- unshare --mount --propagation slave --uts -- bash -c '
+    (close_fds; exec setsid nsenter --net="/run/netns/$(hv_ns "$i")" -- unshare --mount --propagation slave --uts -- bash -c '
         set -e
         hostname "$1"; pidfile=$2; shift 2
         # Each bind is a peer group of its own: what the machine mounts below these paths (its own volumes and export
         # trees) does not reach the hypervisor, and what the hypervisor mounts reaches its QEMU and virtiofsd.
         while (($#)); do mount --bind "$1" "$2"; mount --make-private "$2"; mount --make-shared "$2"; shift 2; done
         echo $$ >"$pidfile.tmp"; mv "$pidfile.tmp" "$pidfile"
-        exec /usr/bin/sleep infinity' _ "hv$i" "$d/pids/anchor.pid" "${binds[@]}" </dev/null >"$d/logs/anchor.log" 2>&1 9>&- &
+        exec /usr/bin/sleep infinity' _ "hv$i" "$d/pids/anchor.pid" "${binds[@]}" </dev/null >"$d/logs/anchor.log" 2>&1) &
     for ((k = 0; k < 100; k++)); do
         pid=$(hv_anchor "$i") && return 0
         sleep 0.05
@@ -190,16 +200,16 @@ fleet_daemons() { # I: virtlogd, libvirtd, sshd of the hypervisor (each started 
     [[ -d /run/sshd ]] || install -d -m 0755 /run/sshd  # sshd's privilege separation directory
     if ! running_pid "$d/pids/virtlogd.pid" "$VIRTLOGD" >/dev/null; then
         rm -f "$d/pids/virtlogd.pid"
-        LIBVIRT_LOG_OUTPUTS="3:file:$d/logs/virtlogd.log" hv_enter "$i" "$VIRTLOGD" -d -p "$d/pids/virtlogd.pid" 9>&-
+        LIBVIRT_LOG_OUTPUTS="3:file:$d/logs/virtlogd.log" hv_daemon "$i" "$VIRTLOGD" -d -p "$d/pids/virtlogd.pid"
     fi
     if ! running_pid "$d/pids/libvirtd.pid" "$LIBVIRTD" >/dev/null; then
         rm -f "$d/pids/libvirtd.pid"
         touch "$d/libvirtd-new"
-        LIBVIRT_LOG_OUTPUTS="3:file:$d/logs/libvirtd.log" hv_enter "$i" "$LIBVIRTD" -d -p "$d/pids/libvirtd.pid" 9>&-
+        LIBVIRT_LOG_OUTPUTS="3:file:$d/logs/libvirtd.log" hv_daemon "$i" "$LIBVIRTD" -d -p "$d/pids/libvirtd.pid"
     fi
     if ! running_pid "$d/pids/sshd.pid" "$SSHD" >/dev/null; then
         rm -f "$d/pids/sshd.pid"
-        hv_enter "$i" "$SSHD" -f "$d/ssh/sshd_config" -E "$d/logs/sshd.log" 9>&- \
+        hv_daemon "$i" "$SSHD" -f "$d/ssh/sshd_config" -E "$d/logs/sshd.log" \
             || { tail -n 20 "$d/logs/sshd.log" >&2; die "hypervisor hv$i: sshd did not start"; }
     fi
     for ((k = 0; k < 300; k++)); do

@@ -22,7 +22,7 @@ def test_filters_are_exposed():
     filters = mm.FilterModule().filters()
     assert sorted(filters) == sorted([
         'model_mounts_limit', 'model_mounts_problems', 'model_mounts_vm_names', 'model_mounts_declared',
-        'model_mounts_volume_args', 'model_mounts_by_vm', 'model_mounts_undeclared', 'model_mounts_summary', 'model_mounts_summary_lines',
+        'model_mounts_volume_args', 'model_mounts_by_vm', 'model_mounts_mount_args', 'model_mounts_undeclared', 'model_mounts_summary', 'model_mounts_summary_lines',
         'model_mounts_report_lines'])
     assert filters['model_mounts_problems'] is mm.model_mounts_problems
 
@@ -365,13 +365,19 @@ SET_DECLARED = [
 
 
 def test_by_vm_groups_the_declared_mounts_in_the_order_of_the_vms():
-    out = mm.model_mounts_by_vm(SET_DECLARED, ['b', 'a', 'c'], {'v': {'meta_url': 'redis://h/1', 'other': 1}}, '/mnt/vols',
-                                {'meta_password': 'pw'}, ['meta_url'])
+    out = mm.model_mounts_by_vm(SET_DECLARED, ['b', 'a', 'c'])
     assert [(e['vm'], [m['model'] for m in e['mounts']]) for e in out] == [('b', ['m2']), ('a', ['m1', 'm3']), ('c', [])]
-    m2 = out[0]['mounts'][0]
-    assert m2 == {'model': 'm2', 'source_path': 'models/m2', 'mount_path': '/srv/m2', 'read_only': False,
-                  'volume': {'name': 'v', 'mount_root': '/mnt/vols', 'meta_password': 'pw', 'meta_url': 'redis://h/1'}}
-    assert out[1]['mounts'][1]['volume'] == {'name': 'w', 'mount_root': '/mnt/vols', 'meta_password': 'pw'}
+    assert out[0]['mounts'][0] == {'model': 'm2', 'volume': 'v', 'source_path': 'models/m2', 'mount_path': '/srv/m2',
+                                   'read_only': False}
+
+
+def test_mount_args_give_each_mount_its_volume_option():
+    mounts = mm.model_mounts_by_vm(SET_DECLARED, ['a'])[0]['mounts']
+    out = mm.model_mounts_mount_args(mounts, {'v': {'meta_url': 'redis://h/1', 'other': 1}}, '/mnt/vols',
+                                     {'meta_password': 'pw'}, ['meta_url'])
+    assert out[0]['volume'] == {'name': 'v', 'mount_root': '/mnt/vols', 'meta_password': 'pw', 'meta_url': 'redis://h/1'}
+    assert out[1]['volume'] == {'name': 'w', 'mount_root': '/mnt/vols', 'meta_password': 'pw'}
+    assert mounts[0]['volume'] == 'v', 'the loop items keep the names'
 
 
 def set_result(vm, models, **extra):
