@@ -184,7 +184,14 @@ fleet_anchor() { # I: the process that holds the hypervisor's mount namespace (i
         hostname "$1"; pidfile=$2; shift 2
         # Each bind is a peer group of its own: what the machine mounts below these paths (its own volumes and export
         # trees) does not reach the hypervisor, and what the hypervisor mounts reaches its QEMU and virtiofsd.
-        while (($#)); do mount --bind "$1" "$2"; mount --make-private "$2"; mount --make-shared "$2"; shift 2; done
+        # Copies of the mounts of the machine below them (its volumes, the export trees of its VMs) go first: hidden
+        # under a bind they would still be in the mount table at their paths, and look like mounts of this host.
+        while (($#)); do
+            while read -r _ _ _ _ mp _; do
+                if [[ $mp == "$2"/* ]]; then echo "$mp"; fi
+            done </proc/self/mountinfo | sort -r | while read -r mp; do umount -l "$mp"; done
+            mount --bind "$1" "$2"; mount --make-private "$2"; mount --make-shared "$2"; shift 2
+        done
         echo $$ >"$pidfile.tmp"; mv "$pidfile.tmp" "$pidfile"
         exec /usr/bin/sleep infinity' _ "hv$i" "$d/pids/anchor.pid" "${binds[@]}" </dev/null >"$d/logs/anchor.log" 2>&1) &
     for ((k = 0; k < 100; k++)); do
