@@ -186,13 +186,13 @@ class Fleet:
         finally:
             os.rmdir(probe)
         uuids = set()
+        _rc, out = self.ansible(['ansible', ','.join(self.hosts), '-o', '-m', 'ansible.builtin.shell',
+                                 '-a', 'echo "$(hostname) $(virsh -q capabilities | grep -m1 -o "<uuid>[^<]*")"'])
         for host in self.hosts:
-            _rc, out = self.ansible(['ansible', host, '-m', 'ansible.builtin.command', '-a', 'virsh -q capabilities'])
-            found = re.search(r'<uuid>([0-9a-f-]+)</uuid>', out)
-            check(found, '%s: no host UUID in its capabilities' % host)
-            uuids.add(found.group(1))
-            _rc, out = self.ansible(['ansible', host, '-m', 'ansible.builtin.command', '-a', 'hostname'])
-            check(re.search(r'^%s$' % host, out, re.M), '%s: its host name is not %s:\n%s' % (host, host, out[-500:]))
+            found = re.search(r'^%s \| CHANGED .*\(stdout\) (\S+) <uuid>([0-9a-f-]+)' % host, out, re.M)
+            check(found, '%s: no host name and UUID in:\n%s' % (host, out[-1000:]))
+            check(found.group(1) == host, '%s: its host name is %s' % (host, found.group(1)))
+            uuids.add(found.group(2))
         check(len(uuids) == len(self.hosts), 'the hypervisors share host UUIDs: %s' % sorted(uuids))
 
     def check_bytes(self, host):

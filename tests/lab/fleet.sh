@@ -4,8 +4,8 @@
 # `lab up --hypervisors N` makes N hypervisors hv1..hvN on this one machine, each as separate as a host:
 #   - a network namespace aimodel-hvI with one interface on the lab's network 198.18.0.0/24 (RFC 2544's benchmark
 #     range: no real network uses it) at 198.18.0.(10+I), and a loopback;
-#   - a host name hvI (UTS namespace), and a mount namespace (a slave of the machine's: it sees the lab's files)
-#     in which its own directories are bind-mounted over /etc/libvirt (a copy of the machine's, without its domains, with a host_uuid of its own),
+#   - a host name hvI (UTS namespace), and a mount namespace (a private copy of the machine's: it sees the lab's
+#     files, and no mount the machine makes later) in which its own directories are bind-mounted over /etc/libvirt (a copy of the machine's, without its domains, with a host_uuid of its own),
 #     /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, and over the collection's own
 #     /var/lib/aimodel (volume mounts and export trees), /run/aimodel (locks), /var/log/aimodel and the JuiceFS
 #     cache /var/jfsCache: what a run mounts there stays on that hypervisor;
@@ -179,11 +179,10 @@ fleet_anchor() { # I: the process that holds the hypervisor's mount namespace (i
     rm -f "$d/pids/anchor.pid"
     for p in "${FLEET_BINDS[@]}"; do binds+=("$d/root$p" "$p"); done
     # shellcheck disable=SC2016
-    (close_fds; exec setsid nsenter --net="/run/netns/$(hv_ns "$i")" -- unshare --mount --propagation slave --uts -- bash -c '
+    (close_fds; exec setsid nsenter --net="/run/netns/$(hv_ns "$i")" -- unshare --mount --propagation private --uts -- bash -c '
         set -e
         hostname "$1"; pidfile=$2; shift 2
-        # Each bind is a peer group of its own: what the machine mounts below these paths (its own volumes and export
-        # trees) does not reach the hypervisor, and what the hypervisor mounts reaches its QEMU and virtiofsd.
+        # Each bind is a peer group of its own: what the hypervisor mounts there reaches its QEMU and virtiofsd.
         # Copies of the mounts of the machine below them (its volumes, the export trees of its VMs) go first: hidden
         # under a bind they would still be in the mount table at their paths, and look like mounts of this host.
         while (($#)); do
