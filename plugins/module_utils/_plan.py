@@ -78,12 +78,17 @@ class Plan:
         msg = '%s: %s failed: %s.' % (self.where, step.text, exc)
         if done:
             msg += ' Done before the failure: %s.' % '; '.join(s.text for s in done)
-        msg += ' Rolled back: %s.' % ('; '.join(rolled) if rolled else 'nothing was left to roll back')
-        if kept:
-            msg += ' Kept on purpose: %s.' % '; '.join(kept)
-        if left:
-            msg += ' NOT rolled back (fix by hand or re-run): %s.' % '; '.join(left)
-        return msg
+        return msg + rollback_text(rolled, kept, left)
+
+
+def rollback_text(rolled, kept, left):
+    """What a rollback did, in the words every failure message of the collection uses."""
+    msg = ' Rolled back: %s.' % ('; '.join(rolled) if rolled else 'nothing was left to roll back')
+    if kept:
+        msg += ' Kept on purpose: %s.' % '; '.join(kept)
+    if left:
+        msg += ' NOT rolled back (fix by hand or re-run): %s.' % '; '.join(left)
+    return msg
 
 
 def rollback(done):

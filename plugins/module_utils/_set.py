@@ -152,12 +152,7 @@ class SetRun:
             kept.extend(k)
             left.extend(lft)
         msg += ' Earlier in this run: %s.' % '; '.join(s.text for ctx in self.applied for s in ctx.plan.steps)
-        msg += ' Rolled back: %s.' % ('; '.join(rolled) if rolled else 'nothing was left to roll back')
-        if kept:
-            msg += ' Kept on purpose: %s.' % '; '.join(kept)
-        if left:
-            msg += ' NOT rolled back (fix by hand or re-run): %s.' % '; '.join(left)
-        return msg
+        return msg + _plan.rollback_text(rolled, kept, left)
 
 
 def ordered(state, removals, mounts):
