@@ -171,6 +171,11 @@ def _results(registered):
 ROLLED_BACK = 'not converged: the run of its set failed and was rolled back'
 
 
+def _short(msg):
+    msg = ' '.join(str(msg).split())
+    return msg if len(msg) <= 300 else msg[:297] + '...'
+
+
 def _per_model(registered):
     """(mount results, unmount results, errors by VM) per model from the results of vm_model_mounts looped over the
     VMs (item: vm and mounts), in the shape of vm_model_mount's loop (item: vm and model); results of that shape
@@ -186,10 +191,14 @@ def _per_model(registered):
             mounted.append(result)
             continue
         if _failed(result):
-            models = [result['model']] if result.get('model') else declared
-            mounted.extend({'item': {'vm': vm, 'model': m}, 'failed': True, 'msg': result.get('msg')} for m in models)
-            if not models or declared != models:
-                errors.setdefault(vm, []).append(ROLLED_BACK)
+            if result.get('model'):
+                mounted.append({'item': {'vm': vm, 'model': result['model']}, 'failed': True, 'msg': result.get('msg')})
+                if declared != [result['model']]:
+                    errors.setdefault(vm, []).append(ROLLED_BACK)
+            else:
+                # The run failed before any model (its input, the connection, the lock): its message says why.
+                mounted.extend({'item': {'vm': vm, 'model': m}, 'failed': True} for m in declared)
+                errors.setdefault(vm, []).append(_short(result.get('msg') or 'failed'))
             continue
         mounted.extend({'item': {'vm': vm, 'model': e.get('model')}, 'changed': e.get('changed', False),
                         'mount': e.get('mount')} for e in result.get('mounts', []) if e.get('mount', {}).get('status') != 'absent')

@@ -22,8 +22,8 @@ def test_filters_are_exposed():
     filters = mm.FilterModule().filters()
     assert sorted(filters) == sorted([
         'model_mounts_limit', 'model_mounts_problems', 'model_mounts_vm_names', 'model_mounts_declared',
-        'model_mounts_volume_args', 'model_mounts_by_vm', 'model_mounts_mount_args', 'model_mounts_undeclared', 'model_mounts_summary', 'model_mounts_summary_lines',
-        'model_mounts_report_lines'])
+        'model_mounts_volume_args', 'model_mounts_by_vm', 'model_mounts_mount_args', 'model_mounts_undeclared',
+        'model_mounts_summary', 'model_mounts_summary_lines', 'model_mounts_report_lines'])
     assert filters['model_mounts_problems'] is mm.model_mounts_problems
 
 
@@ -404,5 +404,5 @@ def test_summary_of_the_unmounts_of_undeclared_vms():
                              {'item': 'y', 'failed': True, 'msg': 'busy'}]}
     summary = mm.model_mounts_summary({'results': []}, unmounted, ['a'])
     assert summary['x']['unmounted'] == ['m1', 'm2']
-    assert summary['y']['errors'] == [mm.ROLLED_BACK], 'its run failed before naming a model'
+    assert summary['y']['errors'] == ['busy'], 'its run failed before any model: its message'
     assert summary['a']['errors'] == [mm.NOT_CONVERGED], 'the role stopped before the declared VMs'
