@@ -58,7 +58,7 @@ import labkit  # noqa: E402 pylint: disable=wrong-import-position
 
 CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 NO_LOG_VALUE = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
-MOUNT_ACTION = 'aimodel.kvm.vm_model_mount'
+MOUNT_ACTION = 'aimodel.kvm.vm_model_mounts'
 # This test's model and where it goes in the guest; its own host mount root of the volume.
 MODEL = 'awx-minilm'
 MOUNT_PATH = '/mnt/awx/minilm'
@@ -224,13 +224,14 @@ def shown(value):
 def check_masked(checks, name, events, models, meta_url):
     """The mount task's item results show the password option as masked; no no_log result is left uncensored."""
     mounts = [e for e in events if e.get('event') in ('runner_item_on_ok', 'runner_item_on_failed')
-              and e['event_data'].get('resolved_action', e['event_data'].get('task_action')) == MOUNT_ACTION
-              and module_args(e).get('state', 'mounted') == 'mounted']
-    volumes = [module_args(e).get('volume') or {} for e in mounts]
-    checks.check('%s: the mount task\'s events mask the password (volume.meta_password %s)' % (name, NO_LOG_VALUE),
-                 len(mounts) == models and all(v.get('meta_password') == NO_LOG_VALUE for v in volumes)
+              and e['event_data'].get('resolved_action', e['event_data'].get('task_action')) == MOUNT_ACTION]
+    # One item per VM; its mounts, one per model, each with its volume.
+    volumes = [m.get('volume') or {} for e in mounts for m in module_args(e).get('mounts') or []
+               if m.get('state', 'mounted') == 'mounted']
+    checks.check('%s: the mount task\'s events mask the password (mounts[].volume.meta_password %s)' % (name, NO_LOG_VALUE),
+                 len(volumes) == models and all(v.get('meta_password') == NO_LOG_VALUE for v in volumes)
                  and all(v.get('meta_url') == meta_url for v in volumes),
-                 '%d item event(s) of %s: %s' % (len(mounts), MOUNT_ACTION, [
+                 '%d item event(s) of %s, %d mount(s): %s' % (len(mounts), MOUNT_ACTION, len(volumes), [
                      dict(name=v.get('name'), meta_url=v.get('meta_url'), meta_password=shown(v.get('meta_password')))
                      for v in volumes]))
     censored = [e for e in events if any(r.get('censored') == CENSORED for r in results_of(e))]
