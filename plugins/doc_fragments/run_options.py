@@ -32,7 +32,7 @@ options:
     default: true
   force:
     description:
-      - Unmount a busy guest mount lazily instead of failing (the unmounts of the run).
+      - Unmount a busy guest mount lazily instead of failing (the unmounts and detaches of the run).
     type: bool
     default: false
   warmup:

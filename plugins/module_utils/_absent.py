@@ -7,6 +7,10 @@
 export tree, the shared device when it was the last model on it (or the model's own device, from the earlier
 layout), and the record. Everything but the model's name comes from the record.
 
+``state: detached`` (``plan(ctx, keep_record=True)``) takes the same steps but keeps the record, marked
+detached, so that ``state: mounted`` from it brings the model back (on this host or, after a migration, on
+another); a model already detached, or without a record, is nothing to do.
+
 A model without a record takes away what carries its tag (or the tag an earlier release derived for it): a
 device of its own, its guest mounts and fstab lines, its binds in the export tree; never what carries a tag that
 another model's record names."""
@@ -17,18 +21,22 @@ __metaclass__ = type  # pylint: disable=invalid-name
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
-from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD, drop_shared, fstab_key, without_unused_base
+from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD, _now, drop_shared, fstab_key, without_unused_base
 from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 
-def plan(ctx):
-    """Add the steps that take the model out of the VM; (record before, None)."""
+def plan(ctx, keep_record=False):
+    """Add the steps that take the model out of the VM; (record before, None), or with ``keep_record``
+    (record before, the record kept, marked detached)."""
     state, model, add = ctx.state, ctx.desired['model'], ctx.plan.add
     running = state.active
     current = state.live_records.get(model) if running else None
     current = current or state.config_records.get(model)
+    if keep_record and (current is None or _record.is_detached(current)):
+        return current, current
     record = current or _unrecorded(state, model)
     if current is None and _claimed(state, record['tag']):
         # A tag is no identity: another model's record names this tag, so what carries it is that model's.
@@ -56,12 +64,27 @@ def plan(ctx):
     config_records = dict(state.config_records)
     in_live = running and model in live_records
     in_cfg = state.persistent and model in config_records
+    if keep_record:
+        return current, _keep_detached(ctx, current, live_records if in_live else None, config_records if in_cfg else None)
     if in_live or in_cfg:
         live_records.pop(model, None)
         config_records.pop(model, None)
         add('remove the record of %s (%s)' % (model, scope(in_live, in_cfg)),
             lambda: ctx.write_records(live_records if in_live else None, config_records if in_cfg else None))
     return current, None
+
+
+def _keep_detached(ctx, current, live_records, config_records):
+    """The step that marks the record detached (on the sides that hold it); the record kept."""
+    model = current['model']
+    kept = dict(current, detached='true', updated=_now())
+    kept.pop('verified', None)
+    for records in (live_records, config_records):
+        if records is not None:
+            records[model] = dict(kept)
+    ctx.plan.add('mark the record of %s detached (%s)' % (model, scope(live_records is not None, config_records is not None)),
+                 lambda: ctx.write_records(live_records, config_records))
+    return kept
 
 
 def _guest_side(ctx, current, record):

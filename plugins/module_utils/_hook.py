@@ -13,8 +13,8 @@ table: after a host reboot, or once the VM stopped, they are gone.
 - ``prepare begin``, ``migrate begin`` (incoming) and ``restore begin``: every view that the VM's devices serve
   (a <filesystem> whose source is the VM's directory of the export tree) and every view of a recorded model is
   made (read-only, see ``_export.prepare_view``), so that virtiofsd can start. Whatever is bound in the tree is
-  taken away, then each recorded model of a shared device is pinned from its host volume mount when that volume
-  is mounted and answers. A model that cannot be pinned (volume not mounted, directory missing or refused, any
+  taken away, then each recorded model of a shared device (not a detached one) is pinned from its host volume
+  mount when that volume is mounted and answers. A model that cannot be pinned (volume not mounted, directory missing or refused, any
   error) is left out: its entry is an empty directory, and the reason is logged.
 - ``release end``: the VM's models are unbound (``_export.release``), so that a stopped VM pins no volume.
 
@@ -104,8 +104,8 @@ def pin_plan(records):
     pins, refused = [], []
     for model in sorted(records):
         rec = records[model]
-        if not rec.get('device'):
-            continue    # a model with a virtiofs device of its own: served from the volume mount itself
+        if not rec.get('device') or _record.is_detached(rec):
+            continue    # a model with a virtiofs device of its own (served from the volume mount itself), or detached
         key = _export.key_of_tag(rec['device'])
         source_path = (rec.get('source_path') or '').strip('/')
         why = None

@@ -93,6 +93,7 @@ def _observed(state):
 STATUS_MOUNTED = 'mounted'
 STATUS_PENDING = 'pending'
 STATUS_DEGRADED = 'degraded'
+STATUS_DETACHED = 'detached'
 
 
 def report(state, vm_name, host_volumes=None):
@@ -112,7 +113,30 @@ def report(state, vm_name, host_volumes=None):
     tuning = _tuning.GuestTuning(state.agent) if state.active and state.guest_mounts is not None else None
     for model in sorted(records):
         entries.append(_entry(state, vm_name, host_volumes, records[model], access, tuning))
-    return entries, _orphans(state, vm_name, host_volumes, records, entries)
+    detached = state.detached_records
+    for model in sorted(detached):
+        entries.append(detached_entry(state, vm_name, detached[model]))
+    return entries, _orphans(state, vm_name, host_volumes, records, [e for e in entries if e['status'] != STATUS_DETACHED])
+
+
+def detached_entry(state, vm_name, rec):
+    """A record kept for a model taken out of the VM (state: detached): status ``detached``, nothing served;
+    whatever still serves its device or pins its tag is reported as an orphan."""
+    entry = dict(_record.public(rec))
+    entry.update({
+        'vm': vm_name,
+        'status': STATUS_DETACHED,
+        'reasons': [],
+        'layout': 'shared_device' if rec.get('device') else 'own_device',
+        'device_live': state.device(_device_of(rec)) is not None if state.active else False,
+        'device_config': state.device(_device_of(rec), config=True) is not None if state.persistent else False,
+        'host_pinned': None,
+        'guest_mounted': state.model_mount(rec) is not None if state.active and state.guest_mounts is not None else None,
+        'guest_accessible': None,
+        'in_fstab': None,
+        'tuning': None,
+    })
+    return entry
 
 
 def _device_of(record):

@@ -102,6 +102,8 @@ class Mount:
 def plan(ctx):
     """Add the steps that make the desired mount true; (record before, record after)."""
     current = ctx.state.records.get(ctx.desired['model'])
+    # A detached record (state: detached) is no mount, but its model keeps its tag.
+    current = current or ctx.state.detached_records.get(ctx.desired['model'])
     if current is not None and current.get('tag'):
         # The tag names the model's entry in the export tree: a model recorded by an earlier release (with a
         # shorter hash) keeps it.

@@ -52,7 +52,7 @@ def model_options():
         source_path=dict(type='str'),
         mount_path=dict(type='str'),
         read_only=dict(type='bool', default=True),
-        state=dict(type='str', default='mounted', choices=['mounted', 'absent']),
+        state=dict(type='str', default='mounted', choices=['mounted', 'absent', 'detached']),
     )
 
 

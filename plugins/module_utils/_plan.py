@@ -203,6 +203,8 @@ def result(ctx, before, after, diff):
     plan = ctx.plan
     if after is None:
         mount = dict(_record.public(before) or {'model': ctx.desired['model']}, vm=ctx.domain.name, status='absent')
+    elif _record.is_detached(after):
+        mount = dict(_record.public(after), vm=ctx.domain.name, status='detached')
     else:
         mount = dict(_record.public(after), vm=ctx.domain.name, status='pending' if plan.pending else 'mounted')
     out = dict(changed=bool(plan.steps), actions=[s.text for s in plan.steps], mount=mount)

@@ -29,8 +29,10 @@ KEY = 'aimodel'
 FIELDS = ('model', 'volume', 'volume_uuid', 'meta_url', 'source_path', 'mount_path', 'tag', 'device', 'read_only',
           'persist', 'guest_mount', 'cache', 'read_ahead_kb', 'mount_root', 'created', 'updated')
 # Bookkeeping of the module, never returned: ``verified`` is the data path (virtiofsd process and host
-# volume mount) under which the guest mount was last proven readable; live records only.
-INTERNAL_FIELDS = ('verified',)
+# volume mount) under which the guest mount was last proven readable; live records only. ``detached``
+# (``true``) marks a record kept while its model is taken out of the VM (``state: detached``, before a
+# migration): nothing serves it, nothing pins it, and ``state: mounted`` from the record brings it back.
+INTERNAL_FIELDS = ('verified', 'detached')
 _BOOL_FIELDS = ('read_only', 'persist', 'guest_mount')
 # The fields that define what is mounted; the others are bookkeeping.
 IDENTITY_FIELDS = ('model', 'volume', 'volume_uuid', 'meta_url', 'source_path', 'mount_path', 'tag', 'device', 'read_only', 'persist',
@@ -93,10 +95,20 @@ def render(records):
 
 
 def same(a, b):
-    """Whether two records describe the same mount (timestamps aside)."""
+    """Whether two records describe the same mount (timestamps aside); a detached record is not its mount."""
     if a is None or b is None:
         return a is b
-    return all(a.get(f) == b.get(f) for f in IDENTITY_FIELDS)
+    return is_detached(a) == is_detached(b) and all(a.get(f) == b.get(f) for f in IDENTITY_FIELDS)
+
+
+def is_detached(record):
+    """Whether the record is kept for a model taken out of the VM (``state: detached``)."""
+    return bool(record) and record.get('detached') == 'true'
+
+
+def attached(records):
+    """The records (model -> record) without the detached ones."""
+    return dict((m, r) for m, r in records.items() if not is_detached(r))
 
 
 def public(record):

@@ -118,8 +118,10 @@ class SetRun:
 
     def _one(self, entry):
         ctx = self.context(entry)
-        plan = _mounted.plan if entry.state == 'mounted' else _absent.plan
-        before, after = plan(ctx)
+        if entry.state == 'mounted':
+            before, after = _mounted.plan(ctx)
+        else:
+            before, after = _absent.plan(ctx, keep_record=entry.state == 'detached')
         ctx.check_guest_steps()
         if not self.module.check_mode and ctx.plan.steps:
             ctx.plan.apply()
@@ -142,9 +144,9 @@ class SetRun:
             return msg
         rolled, kept, left = [], [], []
         for ctx in reversed(self.applied):
-            if ctx.params['state'] == 'absent':
-                left.append('the unmount of %s (an unmount is not rolled back: a re-run mounts it again)'
-                            % ctx.desired['model'])
+            if ctx.params['state'] != 'mounted':
+                left.append('the %s of %s (an unmount is not rolled back: a re-run mounts it again)'
+                            % ('detach' if ctx.params['state'] == 'detached' else 'unmount', ctx.desired['model']))
                 continue
             ctx.rollback_time()
             r, k, lft = _plan.rollback(ctx.plan.steps)
@@ -180,7 +182,7 @@ def run(module, entries_):
                         msg='VM %s does not exist on %s: nothing to unmount' % (params['vm'], params['uri']))
         work = SetRun(module, domain)
         work.state = VmState(domain, work.agent)
-        removals = [e for e in entries_ if e.state == 'absent']
+        removals = [e for e in entries_ if e.state != 'mounted']
         if params['exclusive']:
             declared = set(e.model for e in entries_)
             removals = [Entry(None, dict(params, model=m, state='absent', source_path=None, mount_path=None,

@@ -409,7 +409,7 @@ def desired_from_params(params):
     validate_uri(params['uri'])
     for field in ('lock_timeout', 'agent_timeout', 'device_timeout', 'guest_timeout'):
         check_seconds(field, params[field])
-    if params['state'] == 'absent':
+    if params['state'] in ('absent', 'detached'):
         return {'model': model}, None
     if params['source_path'] is None:
         raise SpecError('source_path', 'is required with state=mounted')

@@ -62,8 +62,15 @@ class VmState:
 
     @property
     def records(self):
-        """The records that describe the VM as it is now: live when running, persistent when stopped."""
-        return self.live_records if self.active else self.config_records
+        """The records that describe the VM as it is now: live when running, persistent when stopped; a detached
+        record describes nothing the VM has (see ``detached_records``)."""
+        return _record.attached(self.live_records if self.active else self.config_records)
+
+    @property
+    def detached_records(self):
+        """The records kept for models taken out of the VM (``state: detached``)."""
+        records = self.live_records if self.active else self.config_records
+        return dict((m, r) for m, r in records.items() if _record.is_detached(r))
 
     @property
     def shared_memory(self):
@@ -124,9 +131,9 @@ class VmState:
         return at if holder is not None and holder['fstype'] != _guest.FSTYPE and shows(at, holder, source) else None
 
     def records_on(self, device):
-        """The models recorded (live or persistent) on this shared device."""
+        """The models recorded (live or persistent) on this shared device, detached ones aside."""
         return sorted(set(m for records in (self.live_records, self.config_records)
-                          for m, r in records.items() if r.get('device') == device))
+                          for m, r in records.items() if r.get('device') == device and not _record.is_detached(r)))
 
     def data_path(self, device, host, key, entry, guest_mount_id):
         """What the guest mount of a model reads through now (see ``data_path``), from the live XML as read."""

@@ -162,8 +162,14 @@ options:
       - V(absent) of a model without a record (a run that crashed can leave one) takes away what carries its tag (a
         device of its own, its bind in the VM's export tree, and the export directory when no model and no
         device uses it any more), and nothing when another model's record names that tag.
+      - V(detached) takes the model out of the running VM like V(absent) (guest mounts, fstab lines, bind, and the
+        shared device with its last attached model) but keeps its record (live and persistent), marked detached:
+        the libvirt hook pins nothing for it, M(aimodel.kvm.vm_model_mount_info) reports it with status
+        C(detached), and V(mounted) with the record's arguments brings it back, on this host or on the one the VM
+        was migrated to (playbook C(aimodel.kvm.migrate_vm) does that). A model already detached, or without a
+        record, is nothing to do; V(absent) removes a detached record.
     type: str
-    choices: [mounted, absent]
+    choices: [mounted, absent, detached]
     default: mounted
   agent_timeout:
     description:
@@ -357,7 +363,7 @@ mount:
     status:
       description:
         - V(mounted) when the model is served and mounted in the guest; V(pending) when the VM is stopped and the
-          guest part completes once it runs; V(absent) after an unmount.
+          guest part completes once it runs; V(absent) after an unmount; V(detached) after O(state=detached).
       type: str
       sample: mounted
 actions:
@@ -388,6 +394,7 @@ diff:
       mount_path: /mnt/models/all-minilm-l6-v2
 '''
 
+import functools
 import traceback
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _absent
@@ -409,7 +416,13 @@ def argument_spec():
 
 def run(module, desired, volume):
     """Plan under the VM's lock, apply (unless in check mode), report."""
-    plan = _mounted.plan if module.params['state'] == 'mounted' else _absent.plan
+    state = module.params['state']
+    if state == 'mounted':
+        plan = _mounted.plan
+    elif state == 'detached':
+        plan = functools.partial(_absent.plan, keep_record=True)
+    else:
+        plan = _absent.plan
     with _plan.locked_vm(module.params) as domain:
         if domain is None:
             return _plan.vm_missing(module.params, desired)

@@ -311,8 +311,11 @@ mounts:
           read it, and the host volume is up.
         - V(pending) when the VM is stopped (it comes back from the persistent configuration at the next start).
         - V(degraded) otherwise, with RV(mounts[].reasons) saying why.
+        - V(detached) for a record kept while its model is out of the VM
+          (O(aimodel.kvm.vm_model_mount#module:state=detached), before a migration); nothing serves it, and a
+          device or bind still there is reported in RV(orphans).
       type: str
-      choices: [mounted, pending, degraded]
+      choices: [mounted, pending, degraded, detached]
       sample: mounted
     reasons:
       description:

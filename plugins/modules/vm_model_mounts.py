@@ -82,9 +82,10 @@ options:
         default: true
       state:
         description:
-          - V(mounted) or V(absent) (O(aimodel.kvm.vm_model_mount#module:state)).
+          - V(mounted), V(absent) or V(detached) (O(aimodel.kvm.vm_model_mount#module:state)). A detach is, like an
+            unmount, not rolled back when a later entry fails; V(mounted) from its record brings the model back.
         type: str
-        choices: [mounted, absent]
+        choices: [mounted, absent, detached]
         default: mounted
       volume:
         description:

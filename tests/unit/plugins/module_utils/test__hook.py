@@ -461,3 +461,10 @@ def test_the_hypervisor_role_installs_every_module_the_hook_imports():
             text = handle.read()
         pending.extend('%s.py' % m for m in re.findall(r'plugins\.module_utils(?: import |\.)(_[a-z]+)', text))
     assert needed <= installed, 'not installed: %s' % sorted(needed - installed)
+
+
+def test_pin_plan_skips_detached_records():
+    records = _hook.parse_domain(domain_xml([mount('good'), mount('away')]))[1]
+    records['away']['detached'] = 'true'
+    pins, refused = _hook.pin_plan(records)
+    assert [p['model'] for p in pins] == ['good'] and refused == []

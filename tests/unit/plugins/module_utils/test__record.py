@@ -37,3 +37,15 @@ def test_a_record_of_the_earlier_layout_has_no_device():
     assert not _record.same(parsed, dict(rec, device='aimodel-ro', mount_root='/var/lib/aimodel/volumes'))
     assert _record.public(dict(parsed, verified='x'))['device'] is None
     assert 'verified' not in _record.public(dict(parsed, verified='x'))
+
+
+def test_a_detached_record_round_trips_and_is_not_its_mount():
+    rec = {'model': 'm1', 'volume': 'v', 'source_path': 'models/m1', 'mount_path': '/mnt/m1', 'tag': 'aim-m1-1'}
+    away = dict(rec, detached='true')
+    parsed = _record.parse(_record.render({'m1': away}))['m1']
+    plain = _record.parse(_record.render({'m1': rec}))['m1']
+    assert _record.is_detached(parsed) and not _record.is_detached(plain)
+    assert 'detached' not in _record.public(parsed)
+    assert not _record.same(parsed, plain) and _record.same(parsed, dict(plain, detached='true'))
+    assert not _record.is_detached(None)
+    assert list(_record.attached({'m1': away, 'm2': dict(rec, model='m2')})) == ['m2']

@@ -1605,3 +1605,62 @@ def test_a_dead_virtiofsd_is_not_replaced_under_a_guest_whose_mounts_cannot_be_r
     result = run_module(vm_model_mount, dict(ARGS, guest_mount=False))
     assert result['failed'] and 'may still mount it' in result['msg'] and 'nothing was changed' in result['msg'], result
     assert snapshot(domain) == before
+
+
+# --- state: detached (the record kept, before a migration) -----------------------------------------------
+
+DETACHED = dict(ABSENT, state='detached')
+
+
+def test_detached_takes_the_models_out_and_keeps_the_records(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    run_module(vm_model_mount, ARGS2)
+    first = run_module(vm_model_mount, DETACHED)
+    assert first['changed'] is True and first['mount']['status'] == 'detached', first
+    assert first['actions'][-1] == 'mark the record of m1 detached (live and persistent)'
+    assert domain.live == [(DEVICE, VIEW)], 'm2 still uses the shared device'
+    result = run_module(vm_model_mount, dict(DETACHED, model='m2'))
+    assert 'detach the shared device %s (live and persistent) and wait until the guest released it' % DEVICE \
+        in result['actions'], 'a detached model does not keep the device'
+    assert domain.live == [] and domain.config == [] and guest_targets(domain) == [] and bases(domain) == []
+    assert host.binds == {} and host.views == set()
+    fstab = domain.guest.files['/etc/fstab']
+    assert TAG not in fstab and TAG2 not in fstab and DEVICE not in fstab
+    for config in (False, True):
+        records = domain.records(config=config)
+        assert sorted(records) == ['m1', 'm2'] and all(r['detached'] == 'true' for r in records.values())
+        assert records['m1']['source_path'] == 'models/m1' and records['m1']['tag'] == TAG
+    again = run_module(vm_model_mount, DETACHED)
+    assert again['changed'] is False and again['actions'] == [] and again['mount']['status'] == 'detached'
+
+
+def test_mounted_from_a_detached_record_brings_the_model_back_with_its_tag(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    created = domain.records()['m1']['created']
+    run_module(vm_model_mount, DETACHED)
+    result = run_module(vm_model_mount, ARGS)
+    assert result['changed'] is True and result['mount']['status'] == 'mounted', result
+    assert domain.live == [(DEVICE, VIEW)] and guest_targets(domain) == ['/mnt/models/m1']
+    assert host.pinned(UUID) == {TAG: ('ro', 'models/m1', True)}
+    for config in (False, True):
+        rec = domain.records(config=config)['m1']
+        assert 'detached' not in rec and rec['tag'] == TAG
+    assert created <= domain.records()['m1']['created']
+    assert run_module(vm_model_mount, ARGS)['changed'] is False
+
+
+def test_detached_of_a_busy_mount_needs_force_and_absent_removes_a_detached_record(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    domain.guest.busy.add('/mnt/models/m1')
+    result = run_module(vm_model_mount, DETACHED)
+    assert result['failed'] and 'busy' in result['msg']
+    assert len(domain.live) == 1 and 'detached' not in domain.records()['m1']
+    result = run_module(vm_model_mount, dict(DETACHED, force=True))
+    assert result['changed'] and domain.live == [] and domain.records()['m1']['detached'] == 'true'
+    result = run_module(vm_model_mount, ABSENT)
+    assert result['changed'] and domain.meta == {'live': None, 'config': None}
+
+
+def test_detached_without_a_record_is_nothing_to_do(domain, host, run_module):
+    result = run_module(vm_model_mount, DETACHED)
+    assert result['changed'] is False and result['actions'] == [] and result['mount']['status'] == 'absent'

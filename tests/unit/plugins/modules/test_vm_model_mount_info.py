@@ -292,3 +292,13 @@ def test_info_shows_the_free_hotplug_slots_per_vm(domain, host, run_module):
     assert info(run_module)['vms'][0]['free_hotplug_slots'] == 3
     domain.active = False
     assert info(run_module)['vms'][0]['free_hotplug_slots'] is None
+
+
+def test_info_reports_a_detached_record_as_detached_without_orphans(domain, host, run_module):
+    run_module(vm_model_mount, ARGS)
+    run_module(vm_model_mount, {'vm': 'vm1', 'model': 'm1', 'state': 'detached'})
+    result = info(run_module)
+    assert [(m['model'], m['status'], m['reasons']) for m in result['mounts']] == [('m1', 'detached', [])]
+    entry = result['mounts'][0]
+    assert entry['device_live'] is False and entry['guest_mounted'] is False and 'detached' not in entry
+    assert result['orphans'] == []
