@@ -164,10 +164,10 @@ def _entry(state, vm_name, host_volumes, rec, access, tuning):
             not rec.get('device') or _guest.fstab_find(state.fstab, device) is not None)
     host = None
     if host_volumes is not None:
-        host = host_volumes.status(rec['volume'], rec.get('read_only', True))
+        host = host_volumes.status(rec['volume'], rec.get('read_only', True), rec.get('mount_root'))
         if rec.get('device') and state.active and host == 'mounted':
             pinned = host_volumes.host.entry_state(state.domain.uuid, _export.key_of_tag(device), rec['tag'],
-                                                   host_volumes.point(rec['volume'], rec.get('read_only', True)),
+                                                   host_volumes.point(rec['volume'], rec.get('read_only', True), rec.get('mount_root')),
                                                    rec['source_path'])
     reasons = []
     if not state.active:
@@ -201,7 +201,7 @@ def _entry(state, vm_name, host_volumes, rec, access, tuning):
         elif host == 'slow':
             reasons.append('host_volume_slow')
         elif host == 'mounted' and rec.get('volume_uuid') and \
-                (host_volumes.identity(rec['volume'], rec.get('read_only', True)) or (None, None))[1] != rec['volume_uuid']:
+                (host_volumes.identity(rec['volume'], rec.get('read_only', True), rec.get('mount_root')) or (None, None))[1] != rec['volume_uuid']:
             reasons.append('host_volume_not_recorded')
         elif pinned in PIN_REASONS:
             reasons.append(PIN_REASONS[pinned])

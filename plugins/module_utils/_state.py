@@ -154,8 +154,9 @@ def data_path(domain, live_devices, device, host, key, entry, guest_mount_id):
 
 
 class HostVolumes:
-    """The host's volume mounts under one mount root, each looked at once: ``mounted``, ``absent``, ``dead``,
-    ``slow`` or ``foreign`` (see ``_juicefs.Host.status``), and which volume is mounted."""
+    """The host's volume mounts, each looked at once: ``mounted``, ``absent``, ``dead``, ``slow`` or ``foreign``
+    (see ``_juicefs.Host.status``), and which volume is mounted. A record's own mount root (``root``) wins over
+    the one given (``mount_root``), which serves the records without one."""
 
     def __init__(self, host, mount_root):
         self.host = host
@@ -163,18 +164,18 @@ class HostVolumes:
         self._status = {}
         self._identity = {}
 
-    def point(self, volume, read_only):
-        return _juicefs.mountpoint(volume, read_only, self.mount_root)
+    def point(self, volume, read_only, root=None):
+        return _juicefs.mountpoint(volume, read_only, root or self.mount_root)
 
-    def status(self, volume, read_only):
-        point = self.point(volume, read_only)
+    def status(self, volume, read_only, root=None):
+        point = self.point(volume, read_only, root)
         if point not in self._status:
             self._status[point] = self.host.status(point, volume)
         return self._status[point]
 
-    def identity(self, volume, read_only):
+    def identity(self, volume, read_only, root=None):
         """(name, UUID) of the volume mounted at the volume's point (it must be ``mounted``), or None."""
-        point = self.point(volume, read_only)
+        point = self.point(volume, read_only, root)
         if point not in self._identity:
             self._identity[point] = self.host.mounted_identity(point)
         return self._identity[point]

@@ -64,7 +64,8 @@ options:
       mount_root:
         description:
           - Directory under which the host mounts the volumes (as O(aimodel.kvm.vm_model_mount#module:volume.mount_root)),
-            where this module looks for them.
+            where this module looks for them. A record that holds its own mount root (every record this release
+            writes) is looked for there instead.
           - Checked like that option - absolute, without V(..), and it and every directory on the way to it owned by
             root (or the user the module runs as) and writable by neither its group nor others (C(/tmp) is refused
             too).

@@ -302,3 +302,10 @@ def test_info_reports_a_detached_record_as_detached_without_orphans(domain, host
     entry = result['mounts'][0]
     assert entry['device_live'] is False and entry['guest_mounted'] is False and 'detached' not in entry
     assert result['orphans'] == []
+
+
+def test_info_looks_for_the_volume_at_the_records_mount_root(domain, host, run_module):
+    host.dirs.add('/srv/vols/labvol/ro/models/m1')
+    run_module(vm_model_mount, dict(ARGS, volume=dict(ARGS['volume'], mount_root='/srv/vols')))
+    result = info(run_module)
+    assert [(m['model'], m['status'], m['reasons']) for m in result['mounts']] == [('m1', 'mounted', [])], result['mounts']
