@@ -236,3 +236,37 @@ def test_the_run_volume_serves_entries_without_one(domain, host, run_module):
     assert result['changed'] is True and domain.records()['m1']['volume'] == 'labvol'
     result = run_set(run_module, [{'model': 'm2', 'source_path': 'models/m2'}])
     assert result['failed'] and result['field'] == 'mounts[0].volume', result
+
+
+def test_entries_may_detach_the_whole_set_keeping_the_records(domain, host, run_module):
+    run_set(run_module, [M1, M2])
+    result = run_set(run_module, [{'model': 'm1', 'state': 'detached'}, {'model': 'm2', 'state': 'detached'}])
+    assert result['changed'] is True, result
+    assert [m['mount']['status'] for m in result['mounts']] == ['detached', 'detached']
+    assert guest_paths(domain) == [] and domain.live == [] and domain.config == [] and host.binds == {}
+    for config in (False, True):
+        records = domain.records(config=config)
+        assert sorted(records) == ['m1', 'm2'] and all(r['detached'] == 'true' for r in records.values())
+    again = run_set(run_module, [{'model': 'm1', 'state': 'detached'}, {'model': 'm2', 'state': 'detached'}])
+    assert again['changed'] is False
+    back = run_set(run_module, [M1, M2])
+    assert back['changed'] is True and guest_paths(domain) == ['/mnt/models/m1', '/mnt/models/m2']
+    assert all('detached' not in r for r in domain.records().values())
+
+
+def test_a_detach_waits_for_the_mounts_and_a_failing_mount_leaves_it_undone(domain, host, run_module):
+    run_set(run_module, [M1])
+    domain.guest.fail_mount = 'Permission denied'
+    result = run_set(run_module, [{'model': 'm1', 'state': 'detached'}, M2])
+    assert result['failed'] and 'mounts[1] (model m2)' in result['msg'], result['msg']
+    assert 'detached' not in domain.records()['m1'] and 'm2' not in domain.records()
+    assert guest_paths(domain) == ['/mnt/models/m1']
+
+
+def test_a_detach_in_the_way_of_a_mount_is_not_rolled_back(domain, host, run_module):
+    run_set(run_module, [M1])
+    domain.guest.fail_mount = 'Permission denied'
+    result = run_set(run_module, [{'model': 'm1', 'state': 'detached'}, dict(M2, mount_path='/mnt/models/m1')])
+    assert result['failed']
+    assert 'the detach of m1' in result['msg'] and 'NOT rolled back' in result['msg'], result['msg']
+    assert domain.records()['m1']['detached'] == 'true' and 'm2' not in domain.records()
