@@ -113,6 +113,13 @@ class Connection:
                 return None
             raise _wrap('cannot look up VM %s' % vm, exc)
 
+    def versions(self):
+        """(libvirt's version, the hypervisor's (QEMU's) version), as libvirt's integers (major * 1000000 + ...)."""
+        try:
+            return self._conn.getLibVersion(), self._conn.getVersion()
+        except libvirt.libvirtError as exc:
+            raise _wrap('cannot read the versions of libvirt and QEMU', exc)
+
     def domains(self):
         try:
             return [Domain(dom) for dom in self._conn.listAllDomains(0)]

@@ -21,6 +21,8 @@ taken out, the VM moves, and the models are mounted again from the record.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import json
+import os
 import re
 
 from ansible_collections.aimodel.kvm.plugins.module_utils._spec import SpecError, check_text
@@ -38,6 +40,10 @@ _PORT = r'(?::([0-9]{1,5}))?'
 DEST_URI_RE = re.compile(r'^qemu\+ssh://(?:([a-z_][a-z0-9_-]{0,31})@)?(%s)%s/system$' % (_HOST, _PORT))
 DATA_URI_RE = re.compile(r'^tcp://(%s)%s$' % (_HOST, _PORT))
 _VERSION_RE = re.compile(r'([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?')
+# Where QEMU and libvirt find vhost-user back ends (the first file of a name wins, /etc before /usr/share).
+DESCRIPTOR_DIRS = ('/etc/qemu/vhost-user', '/usr/share/qemu/vhost-user')
+# A descriptor is a few hundred bytes; a larger file is not one.
+DESCRIPTOR_MAX = 65536
 
 
 def _port_ok(port):
@@ -91,6 +97,14 @@ def parse_version(value):
     return tuple(int(part or 0) for part in match.groups())
 
 
+def c_virtiofsd(version_text):
+    """Whether ``virtiofsd --version`` is that of QEMU's own C virtiofsd (removed from QEMU 8.0, versioned with
+    QEMU: "virtiofsd version 7.2.22 (Debian ...)"), which cannot migrate whatever its version number says; the
+    Rust virtiofsd prints "virtiofsd 1.11.1"."""
+    text = version_text or ''
+    return 'virtiofsd version ' in text or 'QEMU Project' in text or 'Fabrice Bellard' in text
+
+
 def native_support(libvirt=None, qemu=None, virtiofsd=None, virtiofsd_help='', precopy=None):
     """Whether one hypervisor can migrate a virtiofs device natively, and why not.
 
@@ -102,6 +116,9 @@ def native_support(libvirt=None, qemu=None, virtiofsd=None, virtiofsd_help='', p
     reasons = []
     for name, value, least in (('libvirt', libvirt, NATIVE_LIBVIRT), ('QEMU', qemu, NATIVE_QEMU),
                                ('virtiofsd', virtiofsd, NATIVE_VIRTIOFSD)):
+        if name == 'virtiofsd' and isinstance(value, str) and c_virtiofsd(value):
+            reasons.append("virtiofsd is QEMU's C virtiofsd (%s), which cannot migrate" % value.splitlines()[0].strip())
+            continue
         found = parse_version(value)
         if found is None:
             reasons.append('%s version unknown' % name)
@@ -128,3 +145,60 @@ def migration_mode(source, destination):
     prefixed by the side."""
     reasons = ['source: %s' % r for r in source[1]] + ['destination: %s' % r for r in destination[1]]
     return ('native' if source[0] and destination[0] else 'detach'), reasons
+
+
+def fs_descriptor(listdir, read_file, dirs=None):
+    """The vhost-user-fs descriptor libvirt uses (the first by file name, a file in /etc/qemu/vhost-user hiding
+    the one of the same name in /usr/share): (path, parsed) or (None, None). ``listdir(dir)`` lists a directory
+    (an OSError when it is not there), ``read_file(path, limit)`` reads at most limit bytes."""
+    chosen = {}
+    for directory in dirs or DESCRIPTOR_DIRS:
+        try:
+            names = listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith('.json') and name not in chosen:
+                chosen[name] = os.path.join(directory, name)
+    for name in sorted(chosen):
+        try:
+            data = read_file(chosen[name], DESCRIPTOR_MAX + 1)
+        except OSError:
+            continue
+        if len(data) > DESCRIPTOR_MAX:
+            continue
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and parsed.get('type') == 'fs' and isinstance(parsed.get('binary'), str):
+            return chosen[name], parsed
+    return None, None
+
+
+def host_support(versions, listdir, read_file, run):
+    """What this hypervisor offers for a native migration of virtiofs: a dict with ``native`` (bool),
+    ``reasons``, the versions found (``libvirt``, ``qemu``, ``virtiofsd``), the descriptor and binary of
+    virtiofsd and whether the descriptor lists migrate-precopy. ``versions()`` gives (libvirt, QEMU) as
+    libvirt's integers; ``run(argv)`` gives (rc, stdout, stderr)."""
+    libvirt_v, qemu_v = versions()
+    path, descriptor = fs_descriptor(listdir, read_file)
+    binary = descriptor['binary'] if descriptor else None
+    version_text, help_text = None, ''
+    if binary:
+        rc, out, err = run([binary, '--version'])
+        version_text = (out or err or '').strip()[:200] if rc == 0 else None
+        rc, out, err = run([binary, '--help'])
+        help_text = (out or '') + (err or '') if rc == 0 else ''
+    precopy = descriptor_has_precopy(descriptor) if descriptor else False
+    native, reasons = native_support(libvirt=libvirt_v, qemu=qemu_v, virtiofsd=version_text,
+                                     virtiofsd_help=help_text, precopy=precopy)
+    if descriptor is None:
+        reasons.insert(0, 'no vhost-user-fs descriptor in %s' % ' or '.join(DESCRIPTOR_DIRS))
+
+    def shown(value):
+        found = parse_version(value)
+        return '.'.join(map(str, found)) if found else None
+    return dict(native=native and descriptor is not None, reasons=reasons, libvirt=shown(libvirt_v), qemu=shown(qemu_v),
+                virtiofsd=(version_text or '').splitlines()[0] if version_text else None, descriptor=path,
+                virtiofsd_binary=binary, precopy=precopy)

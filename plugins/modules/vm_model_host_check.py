@@ -21,6 +21,8 @@ description:
     (as M(aimodel.kvm.vm_model_mount) mounts it, once per host and access mode; the mount is kept, shared by all
     VMs of the host), and each of O(source_paths) must be a directory of the volume reached without a symbolic link.
   - In check mode a volume that is not mounted yet is not mounted, and its directories are not checked.
+  - With O(virtiofs_migration), it also reports whether this hypervisor could migrate a VM with virtiofs devices
+    natively (RV(virtiofs_migration)); without O(volume) that is all it does.
 author:
   - aimodel.kvm developers (@aimodel)
 extends_documentation_fragment:
@@ -36,9 +38,9 @@ attributes:
 options:
   volume:
     description:
-      - The volume, as O(aimodel.kvm.vm_model_mount#module:volume) takes it.
+      - The volume, as O(aimodel.kvm.vm_model_mount#module:volume) takes it. Required unless
+        O(virtiofs_migration) is set.
     type: dict
-    required: true
     suboptions:
       name:
         description: Name of the volume, as it was formatted.
@@ -86,11 +88,20 @@ options:
     description: Seconds to wait for another run that mounts the same volume.
     type: int
     default: 120
+  virtiofs_migration:
+    description:
+      - Also find out whether this hypervisor can migrate virtiofs devices natively, from the versions of libvirt
+        and QEMU (read from the libvirt at O(uri)), the vhost-user-fs descriptor libvirt uses (in
+        C(/etc/qemu/vhost-user) or C(/usr/share/qemu/vhost-user); it must list C(migrate-precopy)) and its
+        virtiofsd (C(--version), and C(--help) must offer C(--migration-mode)).
+    type: bool
+    default: false
   uri:
     description:
-      - Accepted so that the C(module_defaults) of the action group C(aimodel.kvm.kvm) apply; not used (no VM is
-        looked at).
+      - The libvirt of this hypervisor, read only with O(virtiofs_migration) (no VM is looked at). Only the local
+        URIs that M(aimodel.kvm.vm_model_mount) accepts.
     type: str
+    default: qemu:///system
   agent_timeout:
     description:
       - Accepted so that the C(module_defaults) of the action group C(aimodel.kvm.kvm) apply; not used (no guest is
@@ -98,6 +109,9 @@ options:
     type: int
 notes:
   - Needs root on the hypervisor, like M(aimodel.kvm.vm_model_mount).
+  - A native migration of virtiofs needs libvirt 10.6 or later, QEMU 8.2 or later and virtiofsd 1.11 or later
+    (with C(--migration-mode)) on both hypervisors, and both must serve the same volume at the same path;
+    virtiofsd moves no file data.
 seealso:
   - module: aimodel.kvm.vm_model_mount
 '''
@@ -114,34 +128,82 @@ EXAMPLES = r'''
       - models/all-minilm-l6-v2
       - models/llama-3-8b
   delegate_to: hv2
+
+- name: Can hv2 migrate virtiofs devices natively?
+  aimodel.kvm.vm_model_host_check:
+    virtiofs_migration: true
+  delegate_to: hv2
+  register: hv2_support
 '''
 
 RETURN = r'''
 point:
   description: Where the volume is (or would be) mounted on the host.
-  returned: success
+  returned: success and O(volume) is set
   type: str
   sample: /var/lib/aimodel/volumes/models/ro
 volume_uuid:
   description: The volume's UUID as its metadata engine reports it.
-  returned: success
+  returned: success and O(volume) is set
   type: str
   sample: b28a9107-10c1-4904-931f-f4f367595740
 mounted:
   description: Whether the volume is mounted on the host after the run (V(false) only in check mode).
-  returned: success
+  returned: success and O(volume) is set
   type: bool
   sample: true
 checked:
   description: The model directories found (normalized); empty in check mode for a volume not mounted yet.
-  returned: success
+  returned: success and O(volume) is set
   type: list
   elements: str
   sample: [models/all-minilm-l6-v2]
+virtiofs_migration:
+  description: Whether this hypervisor can migrate virtiofs devices natively, and what was found.
+  returned: O(virtiofs_migration) is set
+  type: dict
+  contains:
+    native:
+      description: Whether it can.
+      type: bool
+      sample: false
+    reasons:
+      description: Why not, in words; empty when it can.
+      type: list
+      elements: str
+      sample: [libvirt 9.0.0 is older than 10.6.0]
+    libvirt:
+      description: The version of libvirt.
+      type: str
+      sample: 9.0.0
+    qemu:
+      description: The version of QEMU.
+      type: str
+      sample: 7.2.15
+    virtiofsd:
+      description: The first line of C(virtiofsd --version), or null.
+      type: str
+      sample: virtiofsd 1.13.3
+    descriptor:
+      description: The vhost-user-fs descriptor libvirt uses, or null.
+      type: str
+      sample: /usr/share/qemu/vhost-user/50-virtiofsd.json
+    virtiofsd_binary:
+      description: The virtiofsd the descriptor names, or null.
+      type: str
+      sample: /usr/libexec/virtiofsd
+    precopy:
+      description: Whether the descriptor lists C(migrate-precopy).
+      type: bool
+      sample: true
 '''
+
+import os
 
 from ansible_collections.aimodel.kvm.plugins.module_utils import _hostpath
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
+from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
+from ansible_collections.aimodel.kvm.plugins.module_utils import _migrate
 from ansible_collections.aimodel.kvm.plugins.module_utils import _mounted
 from ansible_collections.aimodel.kvm.plugins.module_utils import _options
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
@@ -151,9 +213,10 @@ from ansible_collections.aimodel.kvm.plugins.module_utils._plan import Operation
 
 def argument_spec():
     shared = _options.shared(required=True)
-    spec = dict(volume=shared['volume'], uri=dict(type='str'), agent_timeout=dict(type='int'))
-    spec['volume']['required'] = True
+    spec = dict(volume=shared['volume'], uri=dict(type='str', default='qemu:///system'), agent_timeout=dict(type='int'))
+    spec['volume']['required'] = False
     spec.update(
+        virtiofs_migration=dict(type='bool', default=False),
         volume_uuid=dict(type='str'),
         read_only=dict(type='bool', default=True),
         source_paths=dict(type='list', elements='str', default=[]),
@@ -225,20 +288,48 @@ def check(params, desired, volume, host, check_mode):
     return dict(changed=changed, point=point, volume_uuid=uuid, mounted=True, checked=checked)
 
 
+def _read_file(path, limit):
+    with open(path, 'rb') as handle:
+        return handle.read(limit)
+
+
+def virtiofs_migration(module):
+    """``_migrate.host_support`` of this hypervisor, from the libvirt at uri."""
+    if not _libvirt.HAS_LIBVIRT:
+        raise OperationFailed(_libvirt.missing_binding_msg())
+    conn = _libvirt.connect(module.params['uri'])
+    try:
+        return _migrate.host_support(conn.versions, os.listdir, _read_file,
+                                     lambda argv: module.run_command(argv, environ_update={'LC_ALL': 'C'}))
+    finally:
+        conn.close()
+
+
 def main():
     module = _options.Module(argument_spec())
+    params = module.params
+    if params['volume'] is None and not params['virtiofs_migration']:
+        module.fail_json(msg='volume: is required unless virtiofs_migration is set', field='volume')
     try:
-        desired, volume, sources = connection(module.params)
-        _hostpath.check_volume(volume)
+        _spec.validate_uri(params['uri'])
+        if params['volume'] is not None:
+            desired, volume, sources = connection(params)
+            _hostpath.check_volume(volume)
     except _spec.SpecError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
-    module.no_log_values.update(volume['secrets'])
-    params = dict(module.params, _sources=sources)
-    try:
-        result = check(params, desired, volume, _juicefs.Host(module.run_command), module.check_mode)
-    except AimodelError as exc:
-        extra = dict(field=exc.field) if exc.field else {}
-        module.fail_json(msg='volume %s on this host: %s' % (desired['volume'], exc), **extra)
+    result = dict(changed=False)
+    if params['volume'] is not None:
+        module.no_log_values.update(volume['secrets'])
+        try:
+            result = check(dict(params, _sources=sources), desired, volume, _juicefs.Host(module.run_command), module.check_mode)
+        except AimodelError as exc:
+            extra = dict(field=exc.field) if exc.field else {}
+            module.fail_json(msg='volume %s on this host: %s' % (desired['volume'], exc), **extra)
+    if params['virtiofs_migration']:
+        try:
+            result['virtiofs_migration'] = virtiofs_migration(module)
+        except AimodelError as exc:
+            module.fail_json(msg='virtiofs_migration: %s' % exc, field='virtiofs_migration')
     module.exit_json(**result)
 
 

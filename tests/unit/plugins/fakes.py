@@ -468,6 +468,10 @@ class FakeConnection:
     def domains(self):
         return list(self.domains_by_name.values())
 
+    def versions(self):
+        """This lab's stack: libvirt 9.0.0, QEMU 7.2.15."""
+        return 9000000, 7002015
+
     def close(self):
         pass
 

@@ -8,6 +8,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+from ansible.module_utils import basic
+
+from ansible_collections.aimodel.kvm.plugins.module_utils import _migrate
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_host_check
 from ansible_collections.aimodel.kvm.tests.unit.plugins.fakes import FAKE_IDENTITY
 
@@ -53,3 +56,52 @@ def test_bad_input_names_the_option(host, run_module):
     assert result['failed'] and result['field'] == 'source_path'
     result = run_module(vm_model_host_check, {'volume': {'name': 'labvol'}})
     assert result['failed'] and result['field'] == 'volume.meta_url'
+
+
+def descriptors(monkeypatch, tmp_path, text):
+    directory = tmp_path / 'vhost-user'
+    directory.mkdir()
+    (directory / '50-virtiofsd.json').write_text(text)
+    monkeypatch.setattr(_migrate, 'DESCRIPTOR_DIRS', (str(tmp_path / 'none'), str(directory)))
+
+
+def fake_virtiofsd(monkeypatch, version, help_text):
+    calls = []
+
+    def run_command(_self, argv, **_kwargs):
+        calls.append(list(argv))
+        return 0, version if argv[-1] == '--version' else help_text, ''
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
+    return calls
+
+
+def test_virtiofs_migration_alone_reports_this_lab(domain, run_module, monkeypatch, tmp_path):
+    descriptors(monkeypatch, tmp_path, '{"type": "fs", "binary": "/usr/lib/qemu/virtiofsd"}')
+    calls = fake_virtiofsd(monkeypatch, 'virtiofsd version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n', 'usage: virtiofsd')
+    result = run_module(vm_model_host_check, {'virtiofs_migration': True})
+    assert result['changed'] is False and 'point' not in result, result
+    support = result['virtiofs_migration']
+    assert support['native'] is False and support['libvirt'] == '9.0.0' and support['qemu'] == '7.2.15'
+    assert support['virtiofsd_binary'] == '/usr/lib/qemu/virtiofsd' and support['precopy'] is False
+    assert 'libvirt 9.0.0 is older than 10.6.0' in support['reasons']
+    assert calls == [['/usr/lib/qemu/virtiofsd', '--version'], ['/usr/lib/qemu/virtiofsd', '--help']]
+
+
+def test_virtiofs_migration_with_the_volume(domain, host, run_module, monkeypatch, tmp_path):
+    descriptors(monkeypatch, tmp_path, '{"type": "fs", "binary": "/usr/libexec/virtiofsd", "features": ["migrate-precopy"]}')
+    fake_virtiofsd(monkeypatch, 'virtiofsd 1.13.3\n', '--migration-mode <MODE>')
+    result = run_module(vm_model_host_check, dict(ARGS, virtiofs_migration=True))
+    assert result['mounted'] is True and result['checked'] == ['models/m1', 'models/m2'], result
+    # The versions of the fake libvirt (9.0, 7.2) are too old; the descriptor and virtiofsd would do.
+    assert result['virtiofs_migration']['precopy'] is True
+    assert result['virtiofs_migration']['reasons'] == ['libvirt 9.0.0 is older than 10.6.0', 'QEMU 7.2.15 is older than 8.2.0']
+
+
+def test_neither_volume_nor_virtiofs_migration_is_refused(run_module):
+    result = run_module(vm_model_host_check, {})
+    assert result['failed'] and result['field'] == 'volume' and 'virtiofs_migration' in result['msg']
+
+
+def test_a_remote_uri_is_refused(run_module):
+    result = run_module(vm_model_host_check, {'virtiofs_migration': True, 'uri': 'qemu+ssh://hv9/system'})
+    assert result['failed'] and result['field'] == 'uri'
