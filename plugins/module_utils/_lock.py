@@ -68,17 +68,29 @@ class Lock:
 
     def __enter__(self):
         ensure_lock_dir(os.path.dirname(self.path))
+        started = time.monotonic()
+        while True:
+            self._fd = self._open()
+            self._wait(started)
+            if _names(self.path, self._fd):
+                return self
+            # remove_stale unlinked the file while this run waited on it: lock the one now at the path.
+            os.close(self._fd)
+            self._fd = None
+
+    def _open(self):
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise LockDirError('cannot open the lock file %s (a symbolic link is refused): %s; nothing was changed'
                                % (self.path, exc))
-        started = time.monotonic()
+
+    def _wait(self, started):
         delay = 0.02
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except (IOError, OSError):
                 if time.monotonic() - started >= self.timeout:
                     os.close(self._fd)
@@ -87,7 +99,6 @@ class Lock:
                                       'nothing was changed' % (self.what, self.path, self.timeout))
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
-        return self
 
     def __exit__(self, *exc):
         if self._fd is not None:
@@ -95,3 +106,46 @@ class Lock:
             os.close(self._fd)
             self._fd = None
         return False
+
+
+def _names(path, fd):
+    """Whether path still names the file open at fd (not unlinked, not replaced)."""
+    try:
+        at, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (at.st_dev, at.st_ino) == (held.st_dev, held.st_ino)
+
+
+_VM_LOCK = re.compile(r'^vm-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.lock$')
+
+
+def remove_stale(defined_uuids, lock_dir=None):
+    """Remove the lock files of VMs this host no longer has (a VM migrated away or undefined): each one that no
+    run holds, unlinked while locked (a run that waited on it then locks the file made anew, see Lock). Returns
+    the paths removed; a file that cannot be locked or removed at once is left for the next time."""
+    lock_dir = lock_dir or DEFAULT_LOCK_DIR
+    try:
+        names = os.listdir(lock_dir)
+    except OSError:
+        return []
+    removed = []
+    for name in sorted(names):
+        match = _VM_LOCK.match(name)
+        if not match or match.group(1) in defined_uuids:
+            continue
+        path = os.path.join(lock_dir, name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _names(path, fd):
+                os.unlink(path)
+                removed.append(path)
+        except (IOError, OSError):
+            pass
+        finally:
+            os.close(fd)
+    return removed

@@ -176,11 +176,14 @@ class Context:
 @contextlib.contextmanager
 def locked_vm(params):
     """The domain of ``params['vm']`` (None when this host has none) under the VM's lock, looked up again under
-    the lock (it may have stopped, moved or vanished meanwhile); one libvirt connection for the whole run."""
+    the lock (it may have stopped, moved or vanished meanwhile); one libvirt connection for the whole run. When
+    this host has no such VM, the lock files of the VMs it no longer has are removed (``_lock.remove_stale``)."""
     conn = _libvirt.connect(params['uri'])
     try:
         domain = conn.lookup(params['vm'])
         if domain is None:
+            # The VM is not (or no longer) here: the lock files of VMs gone from this host go too.
+            _lock.remove_stale(set(d.uuid for d in conn.domains()))
             yield None
             return
         with _lock.Lock('vm-%s' % domain.uuid, params['lock_timeout'], 'VM %s' % domain.name):

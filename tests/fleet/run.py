@@ -23,6 +23,8 @@ this script belongs to:
      report both as failed, and the others are converged; lab up repairs the stopped one (and restarts its guest),
      whose model is back from the hook and the guest's fstab, and the next runs change nothing;
   6. unmounts everything and checks the guests, the hypervisors' mount tables and the records are empty;
+  7. moves hv1's guest with two models to hv2 and back with playbook migrate_vm, and checks that a busy guest
+     mount or a failed migration leaves it running with its models (tests/fleet/migrate.py);
 and takes the hypervisors down (unless --keep). Every step is timed; it exits non-zero when a check fails.
 """
 
@@ -362,6 +364,10 @@ def main():  # pylint: disable=too-many-statements
             state = fleet.state()
             check(all(not rows for rows in state.values()), 'records left: %s' % state)
         step('unmount', unmount, times)
+        # The migration steps (tests/fleet/migrate.py) use this module's Fleet and checks.
+        sys.modules.setdefault('run', sys.modules[__name__])
+        import migrate  # pylint: disable=import-outside-toplevel
+        migrate.steps(fleet, times)
         ok = True
     except (Failed, labkit.LabError, labkit.AgentError, subprocess.CalledProcessError) as exc:
         say('FAILED: %s' % exc)

@@ -280,6 +280,8 @@ fleet_inventory() { # N: the controller's inventory of the hypervisors (YAML), a
         for ((i = 1; i <= n; i++)); do
             echo "        hv$i:"
             echo "          lab_vm: $(hv_vm "$i")"
+            # where its QEMU takes a migration's stream (a name would resolve in the source's namespace)
+            echo "          aimodel_migrate_data_uri: tcp://$(hv_addr "$i")"
         done
         echo "      vars:"
         echo "        ansible_connection: ssh"

@@ -10,6 +10,8 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -114,3 +116,47 @@ def test_a_lock_file_that_is_a_symlink_is_not_followed(tmp_path):
             pass
     assert 'symbolic link' in str(info.value)
     assert not target.exists()
+
+
+GONE = '11111111-2222-3333-4444-555555555555'
+HERE = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee'
+
+
+def test_remove_stale_takes_the_lock_files_of_vms_gone_from_the_host(tmp_path):
+    locks = tmp_path / 'locks'
+    for uuid in (GONE, HERE):
+        with _lock.Lock('vm-%s' % uuid, 1, 'VM', lock_dir=str(locks)):
+            pass
+    (locks / 'vol-models.lock').write_text('')
+    removed = _lock.remove_stale({HERE}, lock_dir=str(locks))
+    assert removed == [str(locks / ('vm-%s.lock' % GONE))]
+    assert sorted(os.listdir(str(locks))) == ['vm-%s.lock' % HERE, 'vol-models.lock']
+    assert _lock.remove_stale({HERE}, lock_dir=str(locks)) == []
+    assert _lock.remove_stale(set(), lock_dir=str(tmp_path / 'none')) == []
+
+
+def test_remove_stale_leaves_a_held_lock(tmp_path):
+    locks = str(tmp_path / 'locks')
+    with _lock.Lock('vm-%s' % GONE, 1, 'VM', lock_dir=locks):
+        assert _lock.remove_stale(set(), lock_dir=locks) == []
+    assert os.listdir(locks) == ['vm-%s.lock' % GONE]
+
+
+def test_a_run_that_waited_on_a_removed_lock_file_locks_the_new_one(tmp_path):
+    locks = str(tmp_path / 'locks')
+    path = os.path.join(locks, 'vm-%s.lock' % GONE)
+    holder = _lock.Lock('vm-%s' % GONE, 1, 'VM', lock_dir=locks).__enter__()
+    got = {}
+
+    def waiter():
+        with _lock.Lock('vm-%s' % GONE, 10, 'VM', lock_dir=locks) as lock:
+            got['ino'] = os.fstat(lock._fd).st_ino  # pylint: disable=protected-access
+            got['path_ino'] = os.lstat(path).st_ino
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.3)
+    # What remove_stale does, with the holder standing in for it: unlink while locked, then unlock.
+    os.unlink(path)
+    holder.__exit__(None, None, None)
+    thread.join(10)
+    assert got and got['ino'] == got['path_ino'], 'the waiter locked the unlinked file: two runs could hold the lock'

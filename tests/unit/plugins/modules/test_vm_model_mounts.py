@@ -9,9 +9,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import json
+import os
 
 import pytest
 
+from ansible_collections.aimodel.kvm.plugins.module_utils import _lock
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mount
 from ansible_collections.aimodel.kvm.plugins.modules import vm_model_mounts
 from ansible_collections.aimodel.kvm.tests.unit.plugins.modules.test_vm_model_mount import ARGS, snapshot
@@ -223,6 +225,19 @@ def test_missing_vm(domain, host, run_module):
     assert result['failed'] and 'is not defined on this host' in result['msg']
     result = run_module(vm_model_mounts, {'vm': 'nope', 'mounts': [], 'exclusive': True})
     assert result['changed'] is False and not result.get('failed')
+
+
+def test_a_run_for_a_vm_gone_removes_the_lock_files_of_vms_gone(domain, host, run_module):
+    run_set(run_module, [M1])
+    lock_dir = _lock.DEFAULT_LOCK_DIR
+    gone = os.path.join(lock_dir, 'vm-99999999-2222-3333-4444-555555555555.lock')
+    open(gone, 'w').close()
+    mine = os.path.join(lock_dir, 'vm-%s.lock' % domain.uuid)
+    assert os.path.exists(mine)
+    run_set(run_module, [M1])
+    assert os.path.exists(gone), 'only a run for a VM this host does not have looks for stale lock files'
+    result = run_module(vm_model_mounts, {'vm': 'migrated-away', 'mounts': [], 'exclusive': True})
+    assert result['changed'] is False and not os.path.exists(gone) and os.path.exists(mine)
 
 
 def test_password_never_in_output(domain, host, run_module):

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) aimodel.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The filters of the playbooks migrate_vm and evacuate."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.aimodel.kvm.plugins.filter import migrate
+
+REC = {'model': 'a', 'volume': 'models', 'volume_uuid': 'u1', 'meta_url': 'redis://10.0.0.5:6379/1',
+       'source_path': 'models/a', 'read_only': True, 'mount_root': '/srv/volumes'}
+VOLUMES = {'models': {'meta_url': 'redis://other:6379/1', 'meta_password': 'pw', 'mount_root': '/elsewhere',
+                      'cache_size': 1024, 'client_path': None}}
+NATIVE = {'native': True, 'reasons': []}
+OLD = {'native': False, 'reasons': ['libvirt 9.0.0 is older than 10.6.0']}
+
+
+def test_uris_from_the_inventory():
+    assert migrate.migrate_uris({'ansible_host': '198.18.0.12', 'ansible_user': 'root'}, 'hv2') == \
+        {'libvirt': 'qemu+ssh://root@198.18.0.12/system', 'data': 'tcp://198.18.0.12'}
+    assert migrate.migrate_uris({'ansible_port': 2222}, 'hv2') == {'libvirt': 'qemu+ssh://hv2:2222/system', 'data': 'tcp://hv2'}
+    assert migrate.migrate_uris({'aimodel_migrate_uri': 'qemu+ssh://hv2.mgmt/system',
+                                 'aimodel_migrate_data_uri': 'tcp://10.1.0.2:49152'}, 'hv2') == \
+        {'libvirt': 'qemu+ssh://hv2.mgmt/system', 'data': 'tcp://10.1.0.2:49152'}
+
+
+@pytest.mark.parametrize('host_vars, field', [
+    ({'aimodel_migrate_uri': 'qemu+ssh://hv2/system?socket=/tmp/x'}, 'aimodel_migrate_uri'),
+    ({'aimodel_migrate_uri': 'qemu:///system'}, 'aimodel_migrate_uri'),
+    ({'aimodel_migrate_data_uri': 'unix:///tmp/s'}, 'aimodel_migrate_data_uri'),
+    ({'ansible_host': 'hv2 -oProxyCommand=x'}, 'destination_uri'),
+])
+def test_a_bad_uri_names_its_variable(host_vars, field):
+    with pytest.raises(AnsibleFilterError) as err:
+        migrate.migrate_uris(host_vars, 'hv2')
+    assert str(err.value).startswith('hypervisor hv2: %s: ' % field)
+
+
+def test_volume_args_keep_the_records_engine_and_root_and_take_the_secrets_of_the_inventory():
+    assert migrate.migrate_volume_args(REC, VOLUMES) == {'name': 'models', 'meta_url': 'redis://other:6379/1',
+                                                         'mount_root': '/srv/volumes', 'meta_password': 'pw',
+                                                         'cache_size': 1024}
+    assert migrate.migrate_volume_args(REC, {}) == {'name': 'models', 'meta_url': 'redis://10.0.0.5:6379/1',
+                                                    'mount_root': '/srv/volumes'}
+
+
+def test_checks_one_per_volume_mode_and_root():
+    records = [REC, dict(REC, model='b', source_path='models/b'), dict(REC, model='c'),
+               dict(REC, model='d', read_only=False), dict(REC, model='e', volume_uuid='u2')]
+    checks = migrate.migrate_checks(records, {})
+    assert [(c['volume']['name'], c['volume_uuid'], c['read_only'], c['source_paths']) for c in checks] == [
+        ('models', 'u1', True, ['models/a', 'models/b']), ('models', 'u1', False, ['models/a']),
+        ('models', 'u2', True, ['models/a'])]
+    assert migrate.migrate_checks([], {}) == []
+
+
+def test_detach_args():
+    assert migrate.migrate_detach_args([REC, dict(REC, model='b')]) == [{'model': 'a', 'state': 'detached'},
+                                                                        {'model': 'b', 'state': 'detached'}]
+
+
+def test_mode():
+    assert migrate.migrate_mode(NATIVE, NATIVE) == 'native'
+    assert migrate.migrate_mode(NATIVE, NATIVE, 'detach') == 'detach'
+    assert migrate.migrate_mode(OLD, NATIVE) == 'detach'
+    assert migrate.migrate_mode(NATIVE, OLD, 'auto') == 'detach'
+    with pytest.raises(AnsibleFilterError) as err:
+        migrate.migrate_mode(NATIVE, OLD, 'native')
+    assert 'destination: libvirt 9.0.0 is older than 10.6.0' in str(err.value)
+    with pytest.raises(AnsibleFilterError):
+        migrate.migrate_mode(NATIVE, NATIVE, 'fast')
