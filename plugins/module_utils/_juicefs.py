@@ -49,14 +49,15 @@ def log_path(volume, read_only, log_dir=None):
     return os.path.join(log_dir or DEFAULT_LOG_DIR, '%s-%s.log' % (volume, 'ro' if read_only else 'rw'))
 
 
-def _host_mounts(path=HOST_MOUNTINFO):
+def host_mounts(path=HOST_MOUNTINFO):
+    """The host's mount table (this process's mount namespace), parsed."""
     with open(path) as handle:
         return parse_mountinfo(handle.read())
 
 
 def mount_table(path=HOST_MOUNTINFO):
     """Mount point -> (fstype, source) of the host's visible mounts."""
-    return dict((m['target'], (m['fstype'], m['source'])) for m in _host_mounts(path))
+    return dict((m['target'], (m['fstype'], m['source'])) for m in host_mounts(path))
 
 
 # The client's view of its own settings, at the root of every mount (JSON, readable by root only).
@@ -252,7 +253,7 @@ class Host:
 
     def mount_id(self, point, path=HOST_MOUNTINFO):
         """The kernel's ID of the (visible) mount at this point, or None: a remount gets a new ID."""
-        entry = visible_at(_host_mounts(path), point)
+        entry = visible_at(host_mounts(path), point)
         return entry['id'] if entry else None
 
     def status(self, point, volume_name=None, timeout=STATFS_TIMEOUT):
@@ -321,6 +322,12 @@ class Host:
                               % (volume, self.describe(point), point))
         if state != 'mounted':
             raise VolumeError('volume %s did not come up at %s (state: %s)' % (volume, point, state))
+
+    def unmount(self, point):
+        """Unmount the volume's mount point (not lazily: a busy mount stays, and says so)."""
+        rc, output = self._run(['umount', point], timeout=60)
+        if rc != 0:
+            raise VolumeError('cannot unmount %s: %s' % (point, output.strip()[-500:]))
 
     def lazy_unmount(self, point):
         """Detach a dead mount point so it can be mounted again."""

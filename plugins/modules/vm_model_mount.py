@@ -163,7 +163,7 @@ options:
         device of its own, its bind in the VM's export tree, and the export directory when no model and no
         device uses it any more), and nothing when another model's record names that tag.
       - V(detached) takes the model out of the running VM like V(absent) (guest mounts, fstab lines, bind, and the
-        shared device with its last attached model) but keeps its record (live and persistent), marked detached:
+        shared device with its last attached model) but keeps its record (live and persistent), marked detached;
         the libvirt hook pins nothing for it, M(aimodel.kvm.vm_model_mount_info) reports it with status
         C(detached), and V(mounted) with the record's arguments brings it back, on this host or on the one the VM
         was migrated to (playbook C(aimodel.kvm.migrate_vm) does that). A model already detached, or without a

@@ -11,7 +11,8 @@ From the controller's namespace (lab fleet-run):
      the guest of hv1;
   2. migrates it to hv2 and back with playbook migrate_vm; after each move checks the bytes of both models in the
      guest, that vm_model_mount_info on the destination says mounted with no orphan, and that the source has no
-     domain, record, export bind, export directory or lock file of it left;
+     domain, record, export bind, export directory or lock file of it left, nor the host volume (no other VM
+     there uses it);
   3. a busy guest mount stops the migration before the VM moves (the guest back with both models on hv1);
   4. a failure after the detach (the memory sent to an address the destination's QEMU cannot listen on): the
      play fails naming the step, and the guest runs on hv1 with both models mounted and readable;
@@ -96,6 +97,9 @@ class Migration:
                 for n in (os.listdir(os.path.join(root, d)) if os.path.isdir(os.path.join(root, d)) else [])
                 if uuid in n or self.vm in n]
         check(not left, '%s: files of %s left: %s' % (host, self.vm, left))
+        # No other VM of the source uses the volume under this mount root: it was unmounted there.
+        volumes = [m for m in self.fleet.hv_mounts(host) if m[1].startswith(MOUNT_ROOT + '/')]
+        check(not volumes, '%s: host volume mounts left: %s' % (host, volumes))
 
     def mount(self, host):
         for model, path in self.models.items():

@@ -47,6 +47,7 @@ class FakeHost:
         self.mount_calls = []
         self.mount_ids = {}
         self.unmounted = []
+        self.fail_unmount = None
         self.binds = {}         # (uuid, key, entry) -> what is bound there
         self.views = set()      # (uuid, key) of the export directories that exist
         self.calls = []         # pin, unpin and remove_view, in order
@@ -64,6 +65,12 @@ class FakeHost:
         return 'fuse.other %s' % point if self.state.get(point) == 'foreign' else 'nothing'
 
     def lazy_unmount(self, point):
+        self.unmounted.append(point)
+        self.state.pop(point, None)
+
+    def unmount(self, point):
+        if self.fail_unmount:
+            raise _juicefs.VolumeError('cannot unmount %s: %s' % (point, self.fail_unmount))
         self.unmounted.append(point)
         self.state.pop(point, None)
 

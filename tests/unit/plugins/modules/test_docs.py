@@ -59,7 +59,7 @@ def test_the_readme_example_is_accepted_by_every_module_as_written():
 def test_both_action_groups_hold_every_module():
     with open(os.path.join(ROOT, 'meta', 'runtime.yml')) as handle:
         groups = yaml.safe_load(handle)['action_groups']
-    assert sorted(groups['kvm']) == sorted(list(MODULES) + ['vm_model_host_check'])
+    assert sorted(groups['kvm']) == sorted(list(MODULES) + ['vm_model_host_check', 'vm_model_volume_release'])
     assert groups['vm_model_mount'] == [{'metadata': {'extend_group': ['kvm']}}]
 
 
