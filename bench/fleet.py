@@ -9,7 +9,10 @@
   2. the no-op of one VM with 8 declared models already in place (the role model_mounts, one run of
      vm_model_mounts) against 8 ansible.builtin.stat tasks on the same hypervisor, alternating: the tasks' time
      (first task start to last task end, from the bench's callback) and the playbooks' wall;
-  3. the inventory plugin model_mounts over qemu+ssh://hvI/system for 1 and 3 hypervisors.
+  3. the inventory plugin model_mounts over qemu+ssh://hvI/system for 1 and 3 hypervisors;
+  4. playbook migrate_vm moving hv1's guest to hv2 and back with 0, 1 and 4 models mounted (the sizes alternating):
+     the play's wall, the live migration (virsh) and the time the models are out of the guest (from the start of
+     the detach on the source to the end of the check in the guest on the destination, as the play measures it).
 It brings the hypervisors up (tests/lab/lab up --hypervisors 3), uses tests/fleet/run.py's Fleet, and leaves them
 up with nothing mounted. Figures go to $BENCH_DIR/fleet.json.
 """
@@ -25,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'fleet'))
 import run as fleet_run  # noqa: E402  pylint: disable=wrong-import-position
+import migrate as fleet_migrate  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = fleet_run.LAB
 RUNS = int(os.environ.get('BENCH_RUNS', '5'))
@@ -156,6 +160,32 @@ def main():
     say('3 hypervisors / 1: %.2f' % (med(plugin[3]) / med(plugin[1])))
     results['plugin_s'] = {str(k): plugin[k] for k in plugin}
     b.unmount_all()
+
+    say()
+    say('== fleet 4. migrate_vm hv1 -> hv2 -> hv1 with 0, 1 and 4 models (%d runs each way, alternating) ==' % RUNS)
+    migs = dict((n, fleet_migrate.Migration(b.fleet, fleet_migrate.models(n))) for n in (0, 1, 4))
+    figures = dict((n, {'wall_s': [], 'migration_s': [], 'unavailable_s': []}) for n in migs)
+    for run in range(RUNS):
+        for n in ((0, 1, 4) if run % 2 == 0 else (4, 1, 0)):
+            mig = migs[n]
+            mig.mount('hv1')
+            for src, dst in (('hv1', 'hv2'), ('hv2', 'hv1')):
+                _rc, _out, took, fig = mig.migrate(src, dst)
+                assert fig and fig['models'] == n, 'the play did not report the move of %d models' % n
+                figures[n]['wall_s'].append(took)
+                figures[n]['migration_s'].append(fig['migration_s'])
+                figures[n]['unavailable_s'].append(fig['unavailable_s'])
+            mig.bytes_on('hv1')
+            mig.unmount('hv1')
+    for n in (0, 1, 4):
+        f = figures[n]
+        say('%d model%s: play wall median %.2f s, live migration %.2f s, models out of the guest %.2f s (%s)'
+            % (n, ' ' if n == 1 else 's', med(f['wall_s']), med(f['migration_s']), med(f['unavailable_s']),
+               ', '.join('%.2f' % u for u in f['unavailable_s'])))
+    say('play wall 1 model / 0: %.2f, 4 models / 0: %.2f; models out 4 / 1: %.2f'
+        % (med(figures[1]['wall_s']) / med(figures[0]['wall_s']), med(figures[4]['wall_s']) / med(figures[0]['wall_s']),
+           med(figures[4]['unavailable_s']) / med(figures[1]['unavailable_s'])))
+    results['migrate'] = {str(n): figures[n] for n in figures}
 
     results['total_s'] = time.monotonic() - started
     results['loadavg_end'] = os.getloadavg()

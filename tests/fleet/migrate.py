@@ -16,7 +16,10 @@ From the controller's namespace (lab fleet-run):
   3. a busy guest mount stops the migration before the VM moves (the guest back with both models on hv1);
   4. a failure after the detach (the memory sent to an address the destination's QEMU cannot listen on): the
      play fails naming the step, and the guest runs on hv1 with both models mounted and readable;
-  5. unmounts both models.
+  5. with three hypervisors: hv2's guest moves to hv1, then playbook evacuate empties hv1 onto hv2 and hv3, two
+     VMs at once (the bytes and the info checked where hv1's guest went, hv1 left with nothing of it), and both
+     guests move back;
+  6. unmounts both models.
 """
 
 import json
@@ -51,7 +54,7 @@ class Migration:
     def __init__(self, fleet, names=None):
         self.fleet = fleet
         self.vm = fleet.vm('hv1')
-        self.models = names or dict(MODELS)
+        self.models = dict(MODELS) if names is None else names
         self.volume = {'name': fleet.lab['lab_volume_name'], 'meta_url': fleet.lab['lab_meta_url'], 'mount_root': MOUNT_ROOT}
 
     def module(self, host, name, args, expect_rc=0):
@@ -117,11 +120,11 @@ class Migration:
                 return host
         raise Failed('%s runs on no hypervisor' % self.vm)
 
-    def migrate(self, src, dst, *extra, expect_rc=0):
+    def migrate(self, src, dst, *extra, expect_rc=0, vm=None):
         """Run migrate_vm; (rc, output, seconds, the play's figures: mode, models, unavailable_s, migration_s)."""
         t0 = time.monotonic()
         rc, out = self.fleet.ansible(['ansible-playbook', os.path.join(fleetrun.ROOT, 'playbooks', 'migrate_vm.yml'),
-                                      '-e', 'migrate_vm=%s migrate_from=%s migrate_to=%s migrate_unsafe=true' % (self.vm, src, dst)]
+                                      '-e', 'migrate_vm=%s migrate_from=%s migrate_to=%s migrate_unsafe=true' % (vm or self.vm, src, dst)]
                                      + list(extra), expect_rc=expect_rc)
         took = time.monotonic() - t0
         m = MOVED.search(out.replace('\\n', ' '))
@@ -194,6 +197,30 @@ def steps(fleet, times):
         mig.left_on(dst, uuid)
         say('a failed migration mounted the models again on %s; the play took %.1f s' % (src, took))
     step('migrate: a failure after the detach', failure, times)
+
+    if len(fleet.hosts) >= 3:
+        def evacuate():
+            other = fleet.vm('hv2')
+            mig.migrate('hv2', src, vm=other)
+            t0 = time.monotonic()
+            _rc, out = fleet.ansible(['ansible-playbook', os.path.join(fleetrun.ROOT, 'playbooks', 'evacuate.yml'), '-f', '2',
+                                      '-e', 'evacuate_from=%s evacuate_to=hv2,hv3 evacuate_parallel=2 migrate_unsafe=true' % src])
+            took = time.monotonic() - t0
+            moved = sorted(m.group(0) for m in MOVED.finditer(out.replace('\\n', ' ')))
+            check(len(moved) == 2, 'evacuate does not report two moves:\n%s' % out[-3000:])
+            check(mig.info(src)['vms'] == [], '%s still runs a VM after its evacuation' % src)
+            mig.bytes_on('hv2')
+            mig.mounted_on('hv2')
+            mig.left_on(src, uuid)
+            conn, dom = fleetrun.labkit.open_domain(fleet.uri('hv3'), other)
+            check(dom.isActive(), '%s does not run on hv3' % other)
+            conn.close()
+            say('evacuated %s (2 VMs, 2 at once) in %.1f s' % (src, took))
+            mig.migrate('hv2', src)
+            mig.migrate('hv3', 'hv2', vm=other)
+            mig.bytes_on(src)
+            mig.mounted_on(src)
+        step('migrate: evacuate %s to hv2 and hv3' % src, evacuate, times)
 
     def unmount():
         mig.unmount(src)
