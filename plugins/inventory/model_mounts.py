@@ -24,7 +24,8 @@ description:
     C(uri)), C(aimodel_models) (the sorted model names) and C(aimodel_mounts), one dict per recorded mount with
     C(model), C(volume), C(volume_uuid), C(source_path), C(mount_path), C(read_only), C(device), C(tag) and
     C(status): V(recorded) when the VM runs (its live record has the mount), V(pending) when it is stopped (the mount
-    comes back at its next start). C(aimodel_record_error) is the reason its record was not read, or V(null).
+    comes back at its next start), V(detached) for a record kept while its model is out of the VM (a migration in
+    progress; not in C(aimodel_models) nor in the groups). C(aimodel_record_error) is the reason its record was not read, or V(null).
     The metadata engine URL of a volume is left out."
   - "Groups: C(hypervisor_<name>) per hypervisor (also when it did not answer, then empty), C(model_<model>) per
     recorded model (running and stopped VMs), C(aimodel_mounted) (the VMs with at least one recorded mount). Group
@@ -219,6 +220,7 @@ STATE_RUNNING = 'running'
 STATE_SHUT_OFF = 'shut off'
 STATUS_RECORDED = 'recorded'
 STATUS_PENDING = 'pending'
+STATUS_DETACHED = 'detached'
 
 # What of a record becomes a host variable (the metadata engine's URL is left out: it names internal hosts).
 MOUNT_FIELDS = ('model', 'volume', 'volume_uuid', 'source_path', 'mount_path', 'read_only', 'device', 'tag')
@@ -452,7 +454,10 @@ def mounts_of(records, active, where, warnings):
             continue
         record = records[model]
         mount = dict((field, record.get(field)) for field in MOUNT_FIELDS)
-        mount['status'] = STATUS_RECORDED if active else STATUS_PENDING
+        if _record.is_detached(record):
+            mount['status'] = STATUS_DETACHED
+        else:
+            mount['status'] = STATUS_RECORDED if active else STATUS_PENDING
         mounts.append(mount)
     return mounts
 
@@ -632,13 +637,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     'aimodel_uuid': vm['uuid'],
                     'aimodel_state': vm['state'],
                     'aimodel_hypervisor': {'name': hv['name'], 'uri': hv['uri']},
-                    'aimodel_models': sorted(set(m['model'] for m in vm['mounts'])),
+                    'aimodel_models': sorted(set(m['model'] for m in vm['mounts'] if m['status'] != STATUS_DETACHED)),
                     'aimodel_mounts': vm['mounts'],
                     'aimodel_record_error': vm['record_error'],
                 }
                 for key, value in hostvars.items():
                     self.inventory.set_variable(host, key, value)
-                if vm['mounts']:
+                if hostvars['aimodel_models']:
                     self.inventory.add_child(mounted, host)
                 for model in hostvars['aimodel_models']:
                     self.inventory.add_child(self.inventory.add_group(model_group(model)), host)

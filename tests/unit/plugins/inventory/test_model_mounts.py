@@ -191,6 +191,20 @@ def test_a_running_vm_is_reported_from_its_live_record_and_a_stopped_one_from_it
     assert 'model_ignored' not in data.groups
 
 
+def test_a_detached_record_is_reported_detached_and_in_no_model_group(fleet, warnings, inventory):
+    # A migration in progress: the models are out of the VM, their records kept (vm_model_mount state=detached).
+    fleet.by_uri[HV[2]['uri']] = FakeConnection(
+        vm('moving', uuid(1), live=[record('a', detached='true'), record('b')]),
+        vm('all-out', uuid(2), live=[record('c', detached='true')]))
+    data = inventory({'hypervisors': [HV[2]]})
+    moving = hostvars(data, 'moving')
+    assert moving['aimodel_models'] == ['b']
+    assert [(m['model'], m['status']) for m in moving['aimodel_mounts']] == [('a', 'detached'), ('b', 'recorded')]
+    assert 'model_a' not in data.groups and 'model_c' not in data.groups
+    assert members(data, 'aimodel_mounted') == ['moving']
+    assert [m['status'] for m in hostvars(data, 'all-out')['aimodel_mounts']] == ['detached']
+
+
 def test_the_plugin_never_asks_a_guest(fleet, warnings, inventory, monkeypatch):
     dom = vm('vm1', uuid(1), live=[record('a')])
 
