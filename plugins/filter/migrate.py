@@ -73,6 +73,19 @@ def migrate_detach_args(records):
     return [{'model': rec['model'], 'state': 'detached'} for rec in records or []]
 
 
+def migrate_new_devices(mounts):
+    """The devices the records need that the running VM does not have (vm_model_mount_info's mounts: a shared
+    device by its name, a model's own device by its tag), sorted: each takes a hot-plug slot when the models are
+    mounted from the records; a device the VM has keeps the slot it frees on a detach."""
+    live, needed = set(), set()
+    for entry in mounts or []:
+        device = entry.get('device') or entry['tag']
+        needed.add(device)
+        if entry.get('device_live'):
+            live.add(device)
+    return sorted(needed - live)
+
+
 def migrate_mode(source, destination, wanted='auto'):
     """How the VM moves: ``native`` (virtiofs migrates with it) when both hypervisors can (the
     virtiofs_migration results of vm_model_host_check) and wanted is auto or native, else ``detach`` (the models
@@ -93,6 +106,7 @@ class FilterModule(object):
         return {
             'migrate_uris': migrate_uris,
             'migrate_volume_args': migrate_volume_args,
+            'migrate_new_devices': migrate_new_devices,
             'migrate_checks': migrate_checks,
             'migrate_detach_args': migrate_detach_args,
             'migrate_mode': migrate_mode,

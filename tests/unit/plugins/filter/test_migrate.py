@@ -66,6 +66,18 @@ def test_detach_args():
                                                                         {'model': 'b', 'state': 'detached'}]
 
 
+def test_new_devices():
+    shared = dict(REC, device='aimodel-ro', tag='t-a', device_live=True)
+    assert migrate.migrate_new_devices([]) == []
+    assert migrate.migrate_new_devices([shared, dict(shared, model='b', tag='t-b')]) == []
+    # One record of a shared device reports it live: the device is there for all of them.
+    assert migrate.migrate_new_devices([dict(shared, device_live=False), dict(shared, model='b', tag='t-b')]) == []
+    # A shared device missing, a detached record's own device, one of each counted once.
+    own = dict(REC, model='c', device=None, tag='t-c', device_live=False)
+    gone = dict(shared, device='aimodel-rw', device_live=False)
+    assert migrate.migrate_new_devices([shared, gone, dict(gone, model='d', tag='t-d'), own]) == ['aimodel-rw', 't-c']
+
+
 def test_mode():
     assert migrate.migrate_mode(NATIVE, NATIVE) == 'native'
     assert migrate.migrate_mode(NATIVE, NATIVE, 'detach') == 'detach'
