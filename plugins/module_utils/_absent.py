@@ -24,7 +24,7 @@ from ansible_collections.aimodel.kvm.plugins.module_utils import _libvirt
 from ansible_collections.aimodel.kvm.plugins.module_utils import _record
 from ansible_collections.aimodel.kvm.plugins.module_utils import _spec
 from ansible_collections.aimodel.kvm.plugins.module_utils import _tuning
-from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD, _now, drop_shared, fstab_key, without_unused_base
+from ansible_collections.aimodel.kvm.plugins.module_utils._mounted import BACKEND_DEAD, drop_shared, fstab_key, without_unused_base
 from ansible_collections.aimodel.kvm.plugins.module_utils._plan import OperationFailed, scope
 
 
@@ -77,7 +77,7 @@ def plan(ctx, keep_record=False):
 def _keep_detached(ctx, current, live_records, config_records):
     """The step that marks the record detached (on the sides that hold it); the record kept."""
     model = current['model']
-    kept = dict(current, detached='true', updated=_now())
+    kept = dict(current, detached='true', updated=_record.timestamp())
     kept.pop('verified', None)
     for records in (live_records, config_records):
         if records is not None:

@@ -19,8 +19,6 @@ the first needs no new device, no PCI slot and no new virtiofsd.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import datetime
-
 from ansible_collections.aimodel.kvm.plugins.module_utils import _export
 from ansible_collections.aimodel.kvm.plugins.module_utils import _guest
 from ansible_collections.aimodel.kvm.plugins.module_utils import _juicefs
@@ -41,10 +39,6 @@ BACKEND_DEAD = (
     'even an unmount, hangs in the guest for good and keeps the device from being detached, so nothing was changed. '
     'Restart the VM (shutdown and start; the persistent configuration brings the device back with a new virtiofsd) '
     'and run again')
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def fstab_key(record):
@@ -615,7 +609,7 @@ def _record_layer(m):
     """The record, last; returns the record after the run."""
     ctx, state, desired, model = m.ctx, m.ctx.state, m.desired, m.model
     current = m.current
-    stamp = _now()
+    stamp = _record.timestamp()
     new = dict(desired, created=(current or {}).get('created') or stamp, updated=stamp)
     live_records = dict(state.live_records)
     config_records = dict(state.config_records)

@@ -13,6 +13,7 @@ boot (a ``persist: false`` mount is recorded live only, like its device). No sec
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import datetime
 import xml.etree.ElementTree as ET
 
 from ansible_collections.aimodel.kvm.plugins.module_utils._errors import AimodelError
@@ -42,6 +43,11 @@ _INT_FIELDS = ('read_ahead_kb',)
 
 class RecordError(AimodelError):
     pass
+
+
+def timestamp():
+    """The time a record is written at (its ``updated`` field): UTC, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def parse(xml_text):
