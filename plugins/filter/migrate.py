@@ -19,10 +19,12 @@ VOLUME_KEYS = ('meta_url', 'meta_password', 'mount_root', 'cache_dir', 'cache_si
 MODES = ('auto', 'native', 'detach')
 
 
-def migrate_uris(host_vars, name):
+def migrate_uris(host_vars, name, data_uri=''):
     """The libvirt URI the controller reaches a hypervisor at, and the migration data URI its QEMU listens on:
     the host's aimodel_migrate_uri and aimodel_migrate_data_uri when set, else built from ansible_host (else the
-    inventory name), ansible_user and ansible_port (for SSH). Both validated; an error names the variable."""
+    inventory name), ansible_user and ansible_port (for SSH). ``data_uri`` (the extra variable migrate_data_uri)
+    may choose another port of that same data address, never another host: the memory of the guest goes there.
+    All validated; an error names the variable."""
     host_vars = host_vars or {}
     address = host_vars.get('ansible_host') or name
     try:
@@ -35,14 +37,49 @@ def migrate_uris(host_vars, name):
             data = _migrate.validate_data_uri(host_vars['aimodel_migrate_data_uri'], 'aimodel_migrate_data_uri')
         else:
             data = _migrate.data_uri(address)
+        if data_uri:
+            own = _migrate.data_uri_host(data)
+            if _migrate.data_uri_host(data_uri, 'migrate_data_uri') != own:
+                raise SpecError('migrate_data_uri', '%r is not an address of %s, whose migration address is %s (set '
+                                                    'aimodel_migrate_data_uri in the inventory for another one)'
+                                % (data_uri, name, own))
+            data = data_uri
     except SpecError as exc:
         raise AnsibleFilterError('hypervisor %s: %s' % (name, exc))
     return {'libvirt': uri, 'data': data}
 
 
+# What an extra variable (migrate_volumes, from a survey) may give of a volume: nothing that acts on the host (its
+# engine, where it is mounted, the client run, its cache directory), which only the inventory sets.
+EXTRA_VOLUME_KEYS = ('meta_password', 'cache_size')
+
+
+def migrate_host_volumes(host_vars, extra=None):
+    """The volumes (by name) a hypervisor mounts models from: its inventory's model_mounts_volumes, else the extra
+    variable migrate_volumes, which may only give each volume its meta_password and cache_size."""
+    inventory = (host_vars or {}).get('model_mounts_volumes')
+    if inventory:
+        return inventory
+    if not extra:
+        return {}
+    if not isinstance(extra, dict):
+        raise AnsibleFilterError('migrate_volumes: a mapping of volume names to settings, got %s' % type(extra).__name__)
+    for name, settings in extra.items():
+        if not isinstance(settings, dict):
+            raise AnsibleFilterError('migrate_volumes.%s: a mapping of settings, got %s' % (name, type(settings).__name__))
+        for key in settings:
+            if key not in EXTRA_VOLUME_KEYS:
+                raise AnsibleFilterError('migrate_volumes.%s.%s: only %s may come from an extra variable; the settings '
+                                         'that act on the host come from the inventory (model_mounts_volumes)'
+                                         % (name, key, ' and '.join(EXTRA_VOLUME_KEYS)))
+    return extra
+
+
 def migrate_volume_args(record, volumes):
-    """The volume option for a record's volume: the record's name, meta_url (it keeps no password) and mount_root,
-    under what the inventory volume of that name gives (its password, cache, client)."""
+    """The volume option for a record's volume on one hypervisor: the record's name and mount_root, and with what
+    that hypervisor's volume of that name gives (``volumes``: migrate_host_volumes): its password, cache and client,
+    and its meta_url, which is how that host reaches the engine, else the record's (kept without a password). The
+    record's volume_uuid still has to match, whatever URL reaches it."""
     inventory = (volumes or {}).get(record['volume']) or {}
     args = {'name': record['volume']}
     for key in ('meta_url', 'mount_root'):
@@ -52,16 +89,17 @@ def migrate_volume_args(record, volumes):
     return args
 
 
-def migrate_checks(records, volumes):
-    """One vm_model_host_check per volume (name and UUID), access mode and mount root of the records, with the
-    model directories it must hold: volume, volume_uuid, read_only, source_paths."""
+def migrate_checks(records):
+    """One item per volume (name and UUID), access mode and mount root of the records, with the model directories
+    it must hold: volume (the record's volume, meta_url and mount_root, which migrate_volume_args completes: no
+    secret, since Ansible returns each item with its result), volume_uuid, read_only, source_paths."""
     checks, index = [], {}
     for rec in records or []:
         key = (rec['volume'], rec.get('volume_uuid'), bool(rec.get('read_only', True)), rec.get('mount_root'))
         if key not in index:
             index[key] = len(checks)
-            checks.append({'volume': migrate_volume_args(rec, volumes), 'volume_uuid': rec.get('volume_uuid'),
-                           'read_only': key[2], 'source_paths': []})
+            volume = dict((k, rec[k]) for k in ('volume', 'meta_url', 'mount_root') if rec.get(k))
+            checks.append({'volume': volume, 'volume_uuid': rec.get('volume_uuid'), 'read_only': key[2], 'source_paths': []})
         paths = checks[index[key]]['source_paths']
         if rec['source_path'] not in paths:
             paths.append(rec['source_path'])
@@ -105,6 +143,7 @@ class FilterModule(object):
     def filters(self):
         return {
             'migrate_uris': migrate_uris,
+            'migrate_host_volumes': migrate_host_volumes,
             'migrate_volume_args': migrate_volume_args,
             'migrate_new_devices': migrate_new_devices,
             'migrate_checks': migrate_checks,

@@ -69,8 +69,18 @@ def validate_data_uri(value, field='migrate_uri'):
     return value
 
 
+def data_uri_host(value, field='migrate_uri'):
+    """The host of a valid migration data URI, lower-case (an IPv6 address with its brackets)."""
+    return DATA_URI_RE.match(validate_data_uri(value, field)).group(1).lower()
+
+
+def _bracketed(address):
+    return '[%s]' % address if ':' in address and not address.startswith('[') else address
+
+
 def destination_uri(host, user=None, port=None):
-    """The destination URI for an inventory host name (or address), validated."""
+    """The destination URI for an inventory host name (or address; an IPv6 address is bracketed), validated."""
+    host = _bracketed(host)
     authority = '%s@%s' % (user, host) if user else host
     if port:
         authority = '%s:%s' % (authority, port)
@@ -79,9 +89,7 @@ def destination_uri(host, user=None, port=None):
 
 def data_uri(address, port=None):
     """The migration data URI for the destination's address (an IPv6 address is bracketed), validated."""
-    if ':' in address and not address.startswith('['):
-        address = '[%s]' % address
-    return validate_data_uri('tcp://%s%s' % (address, ':%s' % port if port else ''))
+    return validate_data_uri('tcp://%s%s' % (_bracketed(address), ':%s' % port if port else ''))
 
 
 def parse_version(value):

@@ -14,8 +14,9 @@ From the controller's namespace (lab fleet-run):
      domain, record, export bind, export directory or lock file of it left, nor the host volume (no other VM
      there uses it);
   3. a busy guest mount stops the migration before the VM moves (the guest back with both models on hv1);
-  4. a failure after the detach (the memory sent to an address the destination's QEMU cannot listen on): the
-     play fails naming the step, and the guest runs on hv1 with both models mounted and readable;
+  4. a failure after the detach (the memory sent to a port of the destination that its QEMU cannot listen on,
+     since its sshd has it): the play fails naming the step, and the guest runs on hv1 with both models mounted
+     and readable; a data URI on another host is refused before anything changes;
   5. with three hypervisors: hv2's guest moves to hv1, then playbook evacuate empties hv1 onto hv2 and hv3, two
      VMs at once (the bytes and the info checked where hv1's guest went, hv1 left with nothing of it), and both
      guests move back;
@@ -186,7 +187,8 @@ def steps(fleet, times):
     step('migrate: a busy guest mount stops it', busy, times)
 
     def failure():
-        rc, out, took, _fig = mig.migrate(src, dst, '-e', 'migrate_data_uri=tcp://198.18.0.1', expect_rc=None)
+        busy_port = 'tcp://%s:22' % fleet.env['LAB_%s_ADDR' % dst.upper()]
+        rc, out, took, _fig = mig.migrate(src, dst, '-e', 'migrate_data_uri=' + busy_port, expect_rc=None)
         flat = out.replace('\\n', ' ')
         check(rc != 0 and 'failed at step "live-migrate %s to %s (detach)"' % (mig.vm, dst) in flat,
               'a migration to an address the destination cannot listen on did not fail at the migration:\n%s' % out[-3000:])
@@ -196,6 +198,14 @@ def steps(fleet, times):
         mig.mounted_on(src)
         mig.left_on(dst, uuid)
         say('a failed migration mounted the models again on %s; the play took %.1f s' % (src, took))
+        # The guest's memory never goes to a host other than the destination: refused before anything changes.
+        controller = fleet.env['LAB_%s_ADDR' % dst.upper()].rsplit('.', 1)[0] + '.1'
+        rc, out, _took, _fig = mig.migrate(src, dst, '-e', 'migrate_data_uri=tcp://%s:49152' % controller, expect_rc=None)
+        flat = out.replace('\\n', ' ')
+        check(rc != 0 and 'migrate_data_uri: ' in flat and 'is not an address of %s' % dst in flat
+              and 'TASK [Detach the models' not in out,
+              'a data URI on another host was not refused at the preflight:\n%s' % out[-3000:])
+        mig.mounted_on(src)
     step('migrate: a failure after the detach', failure, times)
 
     if len(fleet.hosts) >= 3:

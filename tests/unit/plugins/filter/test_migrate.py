@@ -43,7 +43,34 @@ def test_a_bad_uri_names_its_variable(host_vars, field):
     assert str(err.value).startswith('hypervisor hv2: %s: ' % field)
 
 
-def test_volume_args_keep_the_records_engine_and_root_and_take_the_secrets_of_the_inventory():
+def test_a_data_uri_from_an_extra_variable_keeps_the_destinations_host():
+    host_vars = {'ansible_host': '198.18.0.12'}
+    assert migrate.migrate_uris(host_vars, 'hv2', 'tcp://198.18.0.12:49200')['data'] == 'tcp://198.18.0.12:49200'
+    assert migrate.migrate_uris(host_vars, 'hv2', '')['data'] == 'tcp://198.18.0.12'
+    assert migrate.migrate_uris({'aimodel_migrate_data_uri': 'tcp://10.1.0.2:49152'}, 'hv2', 'tcp://10.1.0.2:50000')['data'] == \
+        'tcp://10.1.0.2:50000'
+    v6 = migrate.migrate_uris({'ansible_host': 'fd00::12'}, 'hv2', 'tcp://[FD00::12]:49200')
+    assert v6 == {'libvirt': 'qemu+ssh://[fd00::12]/system', 'data': 'tcp://[FD00::12]:49200'}
+    for bad in ('tcp://203.0.113.9:4444', 'tcp://198.18.0.13', '--dname=x', 'tcp://198.18.0.12:0', 'unix:///tmp/s'):
+        with pytest.raises(AnsibleFilterError) as err:
+            migrate.migrate_uris(host_vars, 'hv2', bad)
+        assert str(err.value).startswith('hypervisor hv2: migrate_data_uri: '), bad
+
+
+def test_host_volumes_come_from_the_inventory_and_an_extra_variable_gives_only_secrets():
+    assert migrate.migrate_host_volumes({'model_mounts_volumes': VOLUMES}, {'models': {'meta_url': 'x'}}) == VOLUMES
+    assert migrate.migrate_host_volumes({}, None) == {}
+    extra = {'models': {'meta_password': 'pw', 'cache_size': 10}}
+    assert migrate.migrate_host_volumes({}, extra) == extra
+    for key in ('meta_url', 'mount_root', 'cache_dir', 'client_path'):
+        with pytest.raises(AnsibleFilterError) as err:
+            migrate.migrate_host_volumes({}, {'models': {key: '/x'}})
+        assert str(err.value).startswith('migrate_volumes.models.%s: ' % key)
+    with pytest.raises(AnsibleFilterError):
+        migrate.migrate_host_volumes({}, {'models': 'pw'})
+
+
+def test_volume_args_keep_the_records_root_and_take_the_hosts_engine_url_and_secrets():
     assert migrate.migrate_volume_args(REC, VOLUMES) == {'name': 'models', 'meta_url': 'redis://other:6379/1',
                                                          'mount_root': '/srv/volumes', 'meta_password': 'pw',
                                                          'cache_size': 1024}
@@ -54,11 +81,14 @@ def test_volume_args_keep_the_records_engine_and_root_and_take_the_secrets_of_th
 def test_checks_one_per_volume_mode_and_root():
     records = [REC, dict(REC, model='b', source_path='models/b'), dict(REC, model='c'),
                dict(REC, model='d', read_only=False), dict(REC, model='e', volume_uuid='u2')]
-    checks = migrate.migrate_checks(records, {})
-    assert [(c['volume']['name'], c['volume_uuid'], c['read_only'], c['source_paths']) for c in checks] == [
+    checks = migrate.migrate_checks(records)
+    assert [(c['volume']['volume'], c['volume_uuid'], c['read_only'], c['source_paths']) for c in checks] == [
         ('models', 'u1', True, ['models/a', 'models/b']), ('models', 'u1', False, ['models/a']),
         ('models', 'u2', True, ['models/a'])]
-    assert migrate.migrate_checks([], {}) == []
+    assert migrate.migrate_checks([]) == []
+    # No secret in an item: the record's volume name, engine URL (kept without a password) and mount root only.
+    assert checks[0]['volume'] == {'volume': 'models', 'meta_url': 'redis://10.0.0.5:6379/1', 'mount_root': '/srv/volumes'}
+    assert migrate.migrate_volume_args(checks[0]['volume'], VOLUMES)['meta_password'] == 'pw'
 
 
 def test_detach_args():
